@@ -1,0 +1,36 @@
+# Jobgate: `make run` starts the whole service locally, `make test` runs every test.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAGE ?= prod
+
+# Find a Python >= 3.12 (the Lambda runtime follows the venv's Python).
+PYTHON312 := $(shell for p in python3.12 python3.13; do \
+    if command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then command -v $$p; exit 0; fi; \
+    if command -v pyenv >/dev/null 2>&1; then v=$$(pyenv versions --bare 2>/dev/null | grep -E "^$${p#python}(\.[0-9]+)?$$" | tail -1); \
+      if [ -n "$$v" ]; then echo "$$(pyenv root)/versions/$$v/bin/$$p"; exit 0; fi; fi; done)
+
+.PHONY: run test lint check-infra package bench clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@if [ ! -x $(PY) ]; then \
+	  if [ -z "$(PYTHON312)" ]; then echo "error: Python 3.12+ not found (install python3.12, or pyenv install 3.12)" >&2; exit 1; fi; \
+	  echo "creating $(VENV) with $(PYTHON312)"; "$(PYTHON312)" -m venv $(VENV); fi
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	@touch $@
+
+.venv: $(VENV)/.installed
+
+run: .venv
+	$(PY) -m localrunner
+
+test: .venv
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q
+
+lint: .venv
+	$(PY) -m ruff check .
+
+clean:
+	rm -rf $(VENV) build .pytest_cache

@@ -1,0 +1,141 @@
+"""Jobgate's Lambda entry points: HTTP routes and SQS handlers, wired to chalicelib."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+from chalice import Chalice, Response
+
+from chalicelib import runtime
+from chalicelib.errors import ApiError
+from chalicelib.http import base_url, parse_submit_body, query_params, render, render_error
+
+STAGE = os.environ.get("JOBGATE_STAGE", "dev")
+PREFIX = os.environ.get("JOBGATE_QUEUE_PREFIX", f"jobgate-{STAGE}")
+MAX_BODY = 4 * 1024 * 1024
+
+app = Chalice(app_name="jobgate")
+app.log.setLevel(logging.INFO)
+ANY = ["*/*"]  # media types are checked in our code, so errors keep our error body
+
+
+def endpoint(path: str, methods: list[str], auth: bool = True) -> Callable[..., Any]:
+    """Route with our own auth and error handling: every failure is our JSON/XML error."""
+
+    def wrap(view: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(view)
+        def handler(**params: str) -> Response:
+            request = app.current_request
+            try:
+                rt = runtime.get()
+                tenant = rt.tenants.authenticate(request.headers.get("authorization")) \
+                    if auth else None
+                return view(rt, request, tenant, **params)
+            except ApiError as err:
+                return render_error(request, err)
+            except Exception:  # noqa: BLE001  (never a bare 500 body)
+                app.log.exception("unhandled error on %s %s", request.method, path)
+                return render_error(request, ApiError(
+                    503, "unavailable", "temporarily unable to serve this request",
+                    headers={"Retry-After": "5"}))
+
+        return app.route(path, methods=methods, content_types=ANY)(handler)
+
+    return wrap
+
+
+@endpoint("/v1/health", ["GET"], auth=False)
+def health(rt: Any, request: Any, tenant: Any) -> Response:
+    return render(request, 200, {"status": "ok"}, root="health")
+
+
+@endpoint("/v1/services", ["GET"])
+def list_services(rt: Any, request: Any, tenant: Any) -> Response:
+    from chalicelib.views import services_body
+
+    return render(request, 200, services_body(rt.settings), root="services")
+
+
+@endpoint("/v1/jobs", ["POST"])
+def submit(rt: Any, request: Any, tenant: Any) -> Response:
+    req = rt.api.parse_request(parse_submit_body(request, MAX_BODY))
+    submitted = rt.api.submit(tenant, req)
+    return _accepted(rt, request, submitted)
+
+
+@endpoint("/v1/jobs", ["GET"])
+def list_jobs(rt: Any, request: Any, tenant: Any) -> Response:
+    jobs, cursor = rt.api.list(tenant, query_params(request))
+    base = base_url(request)
+    body = {"jobs": [rt.api.resource(j, base).dump() for j in jobs], "nextCursor": cursor}
+    return render(request, 200, body, root="jobs")
+
+
+@endpoint("/v1/jobs/{jobId}", ["GET"])
+def get_job(rt: Any, request: Any, tenant: Any, jobId: str) -> Response:  # noqa: N803
+    job = rt.api.get(tenant, jobId)
+    headers = {} if job.terminal else {"Retry-After": "1"}
+    return render(request, 200, rt.api.resource(job, base_url(request)).dump(), headers)
+
+
+@endpoint("/v1/jobs/{jobId}", ["DELETE"])
+def delete_job(rt: Any, request: Any, tenant: Any, jobId: str) -> Response:  # noqa: N803
+    rt.api.delete(tenant, jobId)
+    return Response(body="", status_code=204)
+
+
+@endpoint("/v1/jobs/{jobId}/cancel", ["POST"])
+def cancel_job(rt: Any, request: Any, tenant: Any, jobId: str) -> Response:  # noqa: N803
+    job, was_running = rt.api.cancel(tenant, jobId)
+    rt.after_end(job)
+    return render(request, 202 if was_running else 200,
+                  rt.api.resource(job, base_url(request)).dump())
+
+
+@endpoint("/v1/jobs/{jobId}/result", ["GET"])
+def get_result(rt: Any, request: Any, tenant: Any, jobId: str) -> Response:  # noqa: N803
+    url = rt.api.result_location(tenant, jobId)
+    return Response(body="", status_code=303, headers={"Location": url, "Cache-Control": "no-store"})
+
+
+@endpoint("/v1/jobs/{jobId}/log", ["GET"])
+def get_log(rt: Any, request: Any, tenant: Any, jobId: str) -> Response:  # noqa: N803
+    url, text = rt.api.log(tenant, jobId)
+    if url:
+        return Response(body="", status_code=303, headers={"Location": url})
+    return Response(body=text, status_code=200,
+                    headers={"Content-Type": "text/plain; charset=utf-8"})
+
+
+def _accepted(rt: Any, request: Any, submitted: Any) -> Response:
+    job = submitted.job
+    base = base_url(request)
+    location = f"{base}/v1/jobs/{job.job_id}"
+    body = rt.api.resource(job, base).dump()
+    if submitted.replayed:
+        return render(request, 200, body, {"Location": location, "Idempotent-Replayed": "true"})
+    return render(request, 202, body, {"Location": location, "Retry-After": "1"})
+
+
+# -- SQS handlers ----------------------------------------------------------------------------
+
+@app.on_sqs_message(queue=f"{PREFIX}-jobs", batch_size=5)
+def run_jobs(event: Any) -> dict[str, Any]:
+    from chalicelib import batch
+
+    rt = runtime.get()
+    left = runtime.lambda_time_left(event.context)
+    return batch.process(event.to_dict(), lambda r: rt.handle_job_record(r, left),
+                         rt.clients.sqs, rt.queue_url)
+
+
+@app.on_sqs_message(queue=f"{PREFIX}-jobs-dlq", batch_size=10)
+def fail_dead_jobs(event: Any) -> dict[str, Any]:
+    from chalicelib import batch
+
+    rt = runtime.get()
+    return batch.process(event.to_dict(), rt.handle_dead_job, rt.clients.sqs, rt.queue_url)

@@ -1,0 +1,281 @@
+"""What the job routes do, independent of Chalice: validate, write, enqueue, read back.
+Routes in app.py only translate HTTP to these calls and their answers back to HTTP."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import ValidationError
+
+from . import services
+from .blobs import BlobStore, content_key
+from .errors import ApiError, bad_request, conflict, not_found, validation_error
+from .ids import is_job_id, new_job_id
+from .jobs import QUEUED, Job, presign_seconds, to_resource
+from .models import JobResource, SubmitRequest
+from .queue import Dispatcher
+from .settings import Settings
+from .store import Conflict, JobStore, RunIdTaken
+from .tenants import Tenant
+from .urls import check_callback_url
+
+INLINE_CONTENT_LIMIT = 64 * 1024
+MAX_CONTENT_BYTES = 4 * 1024 * 1024
+REQUEUE_AFTER_SECONDS = 30.0
+
+
+@dataclass
+class Submitted:
+    job: Job
+    replayed: bool
+
+
+def unavailable(message: str, retry_after: int = 5) -> ApiError:
+    return ApiError(503, "unavailable", message, headers={"Retry-After": str(retry_after)})
+
+
+class JobsApi:
+    def __init__(
+        self, store: JobStore, blobs: BlobStore, dispatcher: Dispatcher, settings: Settings,
+        cursor_secret: bytes, clock: Callable[[], float] = time.time,
+    ):
+        self.store, self.blobs, self.dispatcher, self.settings = store, blobs, dispatcher, settings
+        self._secret = cursor_secret
+        self.clock = clock
+
+    # -- submit ------------------------------------------------------------------------
+    def parse_request(self, data: dict[str, Any]) -> SubmitRequest:
+        try:
+            return SubmitRequest.model_validate(data)
+        except ValidationError as exc:
+            raise validation_error(exc.errors(include_url=False, include_context=False),
+                                   "the request does not match the job schema") from None
+
+    def service_for(self, name: str) -> services.Service:
+        service = services.get(name)
+        if service is None:
+            raise ApiError(404, "unknown_service", f"no service named {name!r}")
+        if name in self.settings.disabled_services:
+            raise conflict("service_disabled", f"service {name!r} is disabled")
+        return service
+
+    def validate_input(self, service: services.Service, data: Any, where: str = "input") -> None:
+        if service.input_model is None:
+            return
+        try:
+            service.input_model.model_validate(data or {})
+        except ValidationError as exc:
+            errors = exc.errors(include_url=False, include_context=False)
+            for e in errors:
+                e["loc"] = (where, *e.get("loc", ()))
+            raise validation_error(errors, f"input does not match {service.name}'s model") from None
+
+    def submit(
+        self, tenant: Tenant, req: SubmitRequest, content: bytes | None = None,
+        content_type: str | None = None,
+    ) -> Submitted:
+        service = self.service_for(req.service)
+        self.validate_input(service, req.input)
+        for i, step in enumerate(req.chain):
+            self.validate_input(self.service_for(step.service), step.input, f"chain[{i}].input")
+        if req.callback_url:
+            problem = check_callback_url(req.callback_url, self.settings.allow_private_callbacks)
+            if problem:
+                raise validation_error([{"loc": ("callbackUrl",), "msg": problem,
+                                         "type": "callback_url"}], problem)
+        request_hash = _request_hash(req, content)
+        if req.run_id:
+            owner = self.store.run_id_owner(tenant.name, req.run_id)
+            if owner:
+                return self._replay(tenant, req.run_id, owner[0], owner[1], request_hash)
+        now = self.clock()
+        job = Job(
+            tenant=tenant.name, job_id=new_job_id(now), service=service.name, status=QUEUED,
+            created_at=now, expires_at=now + self.settings.job_ttl_seconds, run_id=req.run_id,
+            input=req.input, variables=dict(req.variables), log_level=req.log_level,
+            max_attempts=service.max_attempts or self.settings.job_max_attempts,
+            callback_url=req.callback_url,
+            chain=[s.model_dump(by_alias=True, exclude_none=True) for s in req.chain],
+            request_hash=request_hash, content_type=content_type,
+        )
+        self._check_capacity()
+        try:
+            if content is not None:
+                if len(content) <= INLINE_CONTENT_LIMIT:
+                    job.content_inline = content
+                else:
+                    job.content_key = content_key(tenant.name, job.job_id)
+                    self.blobs.put(job.content_key, content,
+                                   content_type or "application/octet-stream")
+            self.store.create(job)
+        except RunIdTaken as taken:
+            return self._replay(tenant, req.run_id or "", taken.job_id, taken.request_hash,
+                                request_hash)
+        except (ClientError, BotoCoreError) as exc:
+            raise unavailable(f"cannot store the job now ({_aws_code(exc)})") from exc
+        try:
+            self.dispatcher.send_job(tenant.name, job.job_id)
+        except (ClientError, BotoCoreError) as exc:
+            self._forget(job)
+            raise unavailable(f"cannot queue the job now ({_aws_code(exc)})") from exc
+        return Submitted(job, replayed=False)
+
+    def _check_capacity(self) -> None:
+        try:
+            waiting = self.dispatcher.jobs_waiting()
+        except (ClientError, BotoCoreError):
+            return  # the depth is a hint; SendMessage itself still decides
+        if waiting >= self.settings.max_queue_depth:
+            raise unavailable(f"{waiting} jobs are waiting; try again later", retry_after=30)
+
+    def _forget(self, job: Job) -> None:
+        try:
+            self.store.forget(job)
+            self.blobs.delete(job.content_key)
+        except (ClientError, BotoCoreError):
+            pass  # a queued job without a message is re-queued on its next replay
+
+    def _replay(self, tenant: Tenant, run_id: str, job_id: str, stored_hash: str,
+                request_hash: str) -> Submitted:
+        if not hmac.compare_digest(stored_hash, request_hash):
+            raise conflict("run_id_conflict",
+                           f"runId {run_id!r} was used for a different request")
+        now = self.clock()
+        job = self.store.get(tenant.name, job_id, now)
+        if job is None:
+            raise conflict("run_id_conflict", f"runId {run_id!r} belongs to a deleted job")
+        if job.status == QUEUED and now - job.created_at > REQUEUE_AFTER_SECONDS:
+            # Its first message may have been lost with a crashed submit; a second one is
+            # harmless (the worker's lease makes duplicates no-ops).
+            try:
+                self.dispatcher.send_job(tenant.name, job_id)
+            except (ClientError, BotoCoreError):
+                pass
+        return Submitted(job, replayed=True)
+
+    # -- reads -------------------------------------------------------------------------
+    def get(self, tenant: Tenant, job_id: str) -> Job:
+        if not is_job_id(job_id):
+            raise not_found()
+        job = self.store.get(tenant.name, job_id, self.clock())
+        if job is None:
+            raise not_found()
+        return job
+
+    def resource(self, job: Job, base: str) -> JobResource:
+        now = self.clock()
+        result_url = None
+        if job.result_valid(now):
+            seconds = presign_seconds(job.valid_until or now, now,
+                                      self.settings.presign_max_seconds)
+            result_url = self.blobs.presign(job.result_key or "", seconds)
+        service = services.get(job.service)
+        return to_resource(
+            job, job_url=f"{base}/v1/jobs/{job.job_id}", result_url=result_url,
+            status_variables=list(service.status_variables) if service else [],
+        )
+
+    def list(self, tenant: Tenant, params: dict[str, str]) -> tuple[list[Job], str | None]:
+        status, service = params.get("status") or None, params.get("service") or None
+        if status and status not in ("queued", "running", "succeeded", "failed", "canceled"):
+            raise bad_request(f"unknown status {status!r}", "invalid_parameter")
+        try:
+            limit = int(params.get("limit") or 20)
+        except ValueError:
+            raise bad_request("limit must be an integer 1-100", "invalid_parameter") from None
+        if not 1 <= limit <= 100:
+            raise bad_request("limit must be an integer 1-100", "invalid_parameter")
+        after = self._read_cursor(params["cursor"], status, service) if params.get("cursor") \
+            else None
+        page = self.store.list(tenant.name, self.clock(), status=status, service=service,
+                               limit=limit, after=after)
+        cursor = self._make_cursor(page.last_job_id, status, service) if page.last_job_id else None
+        return page.jobs, cursor
+
+    def _make_cursor(self, job_id: str, status: str | None, service: str | None) -> str:
+        payload = json.dumps([job_id, status, service], separators=(",", ":")).encode()
+        sig = hmac.new(self._secret, payload, hashlib.sha256).digest()[:16]
+        return base64.urlsafe_b64encode(sig + payload).decode().rstrip("=")
+
+    def _read_cursor(self, cursor: str, status: str | None, service: str | None) -> str:
+        try:
+            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+            sig, payload = raw[:16], raw[16:]
+            if not hmac.compare_digest(sig, hmac.new(self._secret, payload,
+                                                     hashlib.sha256).digest()[:16]):
+                raise ValueError("signature")
+            job_id, c_status, c_service = json.loads(payload)
+        except (ValueError, TypeError):
+            raise bad_request("invalid cursor", "invalid_cursor") from None
+        if (c_status, c_service) != (status, service) or not is_job_id(job_id):
+            raise bad_request("the cursor belongs to another query", "invalid_cursor")
+        return job_id
+
+    # -- changes -----------------------------------------------------------------------
+    def cancel(self, tenant: Tenant, job_id: str) -> tuple[Job, bool]:
+        """Returns the canceled job and whether it was running (202) or queued (200)."""
+        self.get(tenant, job_id)
+        try:
+            before = self.store.cancel(tenant.name, job_id, self.clock())
+        except Conflict as exc:
+            if exc.job is None or exc.job.expired(self.clock()):
+                raise not_found() from None
+            raise conflict("job_finished", f"job is already {exc.job.status}") from None
+        job = self.get(tenant, job_id)
+        return job, before.status != QUEUED
+
+    def delete(self, tenant: Tenant, job_id: str) -> None:
+        self.get(tenant, job_id)
+        try:
+            job = self.store.delete(tenant.name, job_id)
+        except Conflict as exc:
+            if exc.job is None:
+                raise not_found() from None
+            raise conflict("job_not_finished",
+                           f"job is {exc.job.status}; cancel it first") from None
+        self.blobs.delete(job.result_key, job.log_key, job.content_key)
+
+    def result_location(self, tenant: Tenant, job_id: str) -> str:
+        job = self.get(tenant, job_id)
+        if not job.result_key:
+            raise ApiError(404, "no_result", f"job {job_id} has no result (status {job.status})")
+        now = self.clock()
+        if not job.result_valid(now):
+            raise ApiError(410, "result_expired", "the result is no longer available")
+        seconds = presign_seconds(job.valid_until or now, now, self.settings.presign_max_seconds)
+        return self.blobs.presign(job.result_key, seconds)
+
+    def log(self, tenant: Tenant, job_id: str) -> tuple[str | None, str]:
+        """(presigned URL for a large log or None, inline text)."""
+        job = self.get(tenant, job_id)
+        if job.log_key:
+            data = None
+            if job.log_size <= 1024 * 1024:
+                data = self.blobs.get(job.log_key)
+            if data is None:
+                return self.blobs.presign(job.log_key, self.settings.presign_max_seconds), ""
+            return None, data.decode("utf-8", "replace")
+        return None, job.log_inline or ""
+
+
+def _request_hash(req: SubmitRequest, content: bytes | None) -> str:
+    canonical = json.dumps(req.model_dump(mode="json", exclude={"run_id"}), sort_keys=True,
+                           separators=(",", ":"))
+    digest = hashlib.sha256(canonical.encode())
+    if content is not None:
+        digest.update(b"\0" + hashlib.sha256(content).digest())
+    return digest.hexdigest()
+
+
+def _aws_code(exc: Exception) -> str:
+    if isinstance(exc, ClientError):
+        return exc.response.get("Error", {}).get("Code", "error")
+    return type(exc).__name__

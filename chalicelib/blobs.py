@@ -1,0 +1,54 @@
+"""S3 objects of a job: uploaded content, the result, a large log. Keys start with a
+prefix per kind so lifecycle rules can expire each kind on its own schedule."""
+
+from __future__ import annotations
+
+from typing import IO, Any
+
+from botocore.exceptions import ClientError
+
+
+def result_key(tenant: str, job_id: str, token: str) -> str:
+    # One key per lease: a worker whose lease lapsed can never overwrite the winner's result.
+    return f"results/{tenant}/{job_id}/{token}"
+
+
+def log_key(tenant: str, job_id: str, token: str) -> str:
+    return f"logs/{tenant}/{job_id}/{token}.log"
+
+
+def content_key(tenant: str, job_id: str) -> str:
+    return f"inputs/{tenant}/{job_id}"
+
+
+class BlobStore:
+    def __init__(self, client: Any, bucket: str):
+        self._s3 = client
+        self._bucket = bucket
+
+    def put(self, key: str, body: bytes, content_type: str) -> None:
+        self._s3.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType=content_type)
+
+    def upload(self, key: str, stream: IO[bytes], content_type: str) -> int:
+        """Stream a file-like object (multipart beyond 8 MB); returns the stored size."""
+        self._s3.upload_fileobj(stream, self._bucket, key, ExtraArgs={"ContentType": content_type})
+        return int(self._s3.head_object(Bucket=self._bucket, Key=key)["ContentLength"])
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            return self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
+                return None
+            raise
+
+    def delete(self, *keys: str | None) -> None:
+        wanted = [{"Key": k} for k in keys if k]
+        if wanted:
+            self._s3.delete_objects(Bucket=self._bucket, Delete={"Objects": wanted, "Quiet": True})
+
+    def presign(self, key: str, seconds: int, filename: str | None = None) -> str:
+        params: dict[str, Any] = {"Bucket": self._bucket, "Key": key}
+        if filename:
+            params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
+        return self._s3.generate_presigned_url("get_object", Params=params, ExpiresIn=seconds)

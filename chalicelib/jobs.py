@@ -1,0 +1,143 @@
+"""The job record and the pure rules about it (no AWS here): states, retry delays,
+expiry, and how a record becomes the public resource."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from .models import CallbackInfo, JobError, JobResource, Progress
+
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED = (
+    "queued", "running", "succeeded", "failed", "canceled"
+)
+TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELED})
+
+
+@dataclass
+class Job:
+    tenant: str
+    job_id: str
+    service: str
+    status: str
+    created_at: float
+    expires_at: float
+    run_id: str | None = None
+    input: Any = None
+    variables: dict[str, str] = field(default_factory=dict)
+    content_inline: bytes | None = None
+    content_key: str | None = None
+    content_type: str | None = None
+    log_level: int = 1
+    max_attempts: int = 3
+    attempts: int = 0
+    started_at: float | None = None
+    completed_at: float | None = None
+    progress_percent: float | None = None
+    progress_message: str | None = None
+    status_vars: dict[str, str] = field(default_factory=dict)
+    result_key: str | None = None
+    result_type: str | None = None
+    result_size: int | None = None
+    valid_until: float | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    log_inline: str | None = None
+    log_key: str | None = None
+    log_size: int = 0
+    lease_token: str | None = None
+    lease_until: float | None = None
+    callback_url: str | None = None
+    callback_state: str = "none"
+    callback_attempts: int = 0
+    callback_last_at: float | None = None
+    callback_last_error: str | None = None
+    chain: list[dict[str, Any]] = field(default_factory=list)
+    previous: str | None = None
+    next: str | None = None
+    request_hash: str | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    def expired(self, now: float) -> bool:
+        return self.expires_at <= now
+
+    def result_valid(self, now: float) -> bool:
+        return bool(self.result_key) and self.valid_until is not None and now < self.valid_until
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def retry_delay(attempt: int, base: int, cap: int = 43_200) -> int:
+    """Delay before retrying after the n-th failed attempt: base × 2^(n-1), capped."""
+    return max(1, min(cap, base * 2 ** max(0, attempt - 1)))
+
+
+def presign_seconds(valid_until: float, now: float, maximum: int) -> int:
+    """A presigned URL never outlives the result's validity (and at most `maximum`)."""
+    return max(1, min(maximum, math.floor(valid_until - now)))
+
+
+def retry_after(job: Job) -> int:
+    """A polling hint: soon for fresh jobs, calmer for long-running ones."""
+    if job.status == QUEUED:
+        return 1
+    return 2 if job.progress_percent is None else 1
+
+
+def to_resource(
+    job: Job,
+    *,
+    job_url: str,
+    status_variables: list[str],
+    result_url: str | None,
+) -> JobResource:
+    duration = None
+    if job.started_at is not None and job.completed_at is not None:
+        duration = round(job.completed_at - job.started_at, 3)
+    progress = None
+    if job.progress_percent is not None:
+        progress = Progress(percent=job.progress_percent, message=job.progress_message)
+    error = None
+    if job.error_code:
+        error = JobError(code=job.error_code, message=job.error_message or "")
+    callback = None
+    if job.callback_url:
+        callback = CallbackInfo(
+            url=job.callback_url,
+            state=job.callback_state,  # type: ignore[arg-type]
+            attempts=job.callback_attempts,
+            last_attempt_at=iso(job.callback_last_at),
+            last_error=job.callback_last_error,
+        )
+    return JobResource(
+        job_id=job.job_id,
+        run_id=job.run_id,
+        service=job.service,
+        status=job.status,  # type: ignore[arg-type]
+        created_at=iso(job.created_at) or "",
+        started_at=iso(job.started_at),
+        completed_at=iso(job.completed_at),
+        duration=duration,
+        attempts=job.attempts,
+        progress=progress,
+        variables={k: v for k, v in job.status_vars.items() if k in status_variables},
+        result_url=result_url,
+        result_type=job.result_type if job.result_key else None,
+        result_size=job.result_size if job.result_key else None,
+        valid_until=iso(job.valid_until),
+        expires_at=iso(job.expires_at) or "",
+        error=error,
+        log=f"{job_url}/log",
+        previous=job.previous,
+        next=job.next,
+        callback=callback,
+    )

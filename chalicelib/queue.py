@@ -1,0 +1,58 @@
+"""SQS: job and callback messages, and a cached view of the jobs queue's depth."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+
+class Dispatcher:
+    def __init__(self, client: Any, jobs_url: str, callbacks_url: str, depth_ttl: float = 10.0):
+        self._sqs = client
+        self.jobs_url = jobs_url
+        self.callbacks_url = callbacks_url
+        self._depth_ttl = depth_ttl
+        self._depth: tuple[float, int] | None = None
+        self._lock = threading.Lock()
+
+    def send_job(self, tenant: str, job_id: str, delay: int = 0) -> None:
+        self._sqs.send_message(
+            QueueUrl=self.jobs_url,
+            MessageBody=json.dumps({"tenant": tenant, "jobId": job_id}, separators=(",", ":")),
+            DelaySeconds=min(delay, 900),
+        )
+
+    def send_callback(self, tenant: str, job_id: str, event_id: str) -> None:
+        self._sqs.send_message(
+            QueueUrl=self.callbacks_url,
+            MessageBody=json.dumps(
+                {"tenant": tenant, "jobId": job_id, "eventId": event_id}, separators=(",", ":")
+            ),
+        )
+
+    def retry_later(self, queue_url: str, receipt_handle: str, seconds: int) -> None:
+        """Hide a message for `seconds` (up to 12 h); it comes back as a new delivery."""
+        self._sqs.change_message_visibility(
+            QueueUrl=queue_url, ReceiptHandle=receipt_handle,
+            VisibilityTimeout=max(0, min(43_200, seconds)),
+        )
+
+    def jobs_waiting(self, now: float | None = None) -> int:
+        """Approximate jobs-queue depth, refreshed at most every `depth_ttl` seconds, so the
+        back-pressure check costs one SQS call per container per interval, not per submit."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            if self._depth and now - self._depth[0] < self._depth_ttl:
+                return self._depth[1]
+        attrs = self._sqs.get_queue_attributes(
+            QueueUrl=self.jobs_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed"],
+        )["Attributes"]
+        depth = int(attrs.get("ApproximateNumberOfMessages", 0)) + int(
+            attrs.get("ApproximateNumberOfMessagesDelayed", 0)
+        )
+        with self._lock:
+            self._depth = (now, depth)
+        return depth

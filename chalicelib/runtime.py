@@ -1,0 +1,146 @@
+"""Wiring: settings, AWS clients and the objects built on them, created once per process
+and shared by every handler (tests build their own with `build`)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from .api import JobsApi
+from .batch import Record
+from .blobs import BlobStore
+from .connections import Clients, create_clients
+from .jobs import FAILED, RUNNING, Job
+from .queue import Dispatcher
+from .settings import Settings
+from .store import Conflict, JobStore
+from .tenants import TenantStore
+from .worker import Malformed, Retry, Worker, parse_message
+
+log = logging.getLogger("jobgate")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    clients: Clients
+    store: JobStore
+    blobs: BlobStore
+    dispatcher: Dispatcher
+    tenants: TenantStore
+    api: JobsApi
+    worker: Worker
+
+    # -- what follows a job's end (idempotent: re-run when a message comes back) ---------
+    def after_end(self, job: Job) -> None:
+        if job.callback_url and job.callback_state == "pending":
+            self.dispatcher.send_callback(job.tenant, job.job_id, event_id(job))
+
+    # -- SQS record handlers -----------------------------------------------------------
+    def handle_job_record(self, record: Record, time_left: float = 900.0) -> None:
+        try:
+            self.worker.process(record.body, time_left)
+        except Retry as retry:
+            self.dispatcher.retry_later(self.queue_url(record.queue_name),
+                                        record.receipt_handle, retry.delay)
+            raise Deferred(f"retry in {retry.delay}s: {retry.reason}") from None
+        except Malformed as exc:
+            log.error("malformed job message sent to the DLQ: %s", exc)
+            self.clients.sqs.send_message(QueueUrl=self.settings.jobs_dlq_url,
+                                          MessageBody=record.body)
+
+    def handle_dead_job(self, record: Record) -> None:
+        """A job message that exhausted its receives: its job must not stay queued/running."""
+        try:
+            tenant, job_id = parse_message(record.body)
+        except Malformed:
+            # Keep it in the DLQ for an operator to look at; hide it as long as SQS allows.
+            self.dispatcher.retry_later(self.queue_url(record.queue_name),
+                                        record.receipt_handle, 43_200)
+            raise Deferred("malformed message parked in the DLQ") from None
+        now = time.time()
+        job = self.store.get(tenant, job_id, now)
+        if job is None:
+            return
+        if job.terminal:
+            self.after_end(job)
+            return
+        if job.status == RUNNING and (job.lease_until or 0) >= now:
+            self.dispatcher.retry_later(self.queue_url(record.queue_name), record.receipt_handle,
+                                        int((job.lease_until or now) - now) + 1)
+            raise Deferred("job still leased")
+        try:
+            ended = self.store.finish(tenant, job_id, None, FAILED, {
+                "errorCode": "dead_lettered",
+                "errorMessage": job.error_message or "the job message could not be processed",
+                "callbackState": "pending" if job.callback_url else None,
+            }, now)
+        except Conflict:
+            return
+        self.after_end(ended)
+
+    def queue_url(self, name: str) -> str:
+        for url in (self.settings.jobs_queue_url, self.settings.callbacks_queue_url,
+                    self.settings.jobs_dlq_url, self.settings.callbacks_dlq_url):
+            if url.rstrip("/").rsplit("/", 1)[-1] == name:
+                return url
+        return self.clients.sqs.get_queue_url(QueueName=name)["QueueUrl"]
+
+
+class Deferred(Exception):
+    """A record put back on purpose (not an error worth a stack trace)."""
+
+    expected = True
+
+
+def event_id(job: Job) -> str:
+    """One event per job end, the same on every retry (no '.' for Standard Webhooks)."""
+    return f"evt_{job.job_id}"
+
+
+def build(settings: Settings, clients: Clients) -> Runtime:
+    store = JobStore(clients.dynamodb, settings.table_name)
+    blobs = BlobStore(clients.s3, settings.bucket_name)
+    dispatcher = Dispatcher(clients.sqs, settings.jobs_queue_url, settings.callbacks_queue_url)
+    secret = os.environ.get("JOBGATE_CURSOR_SECRET") or hashlib.sha256(
+        json.dumps([settings.table_name, settings.bucket_name]).encode()).hexdigest()
+    api = JobsApi(store, blobs, dispatcher, settings, secret.encode())
+    rt = Runtime(settings=settings, clients=clients, store=store, blobs=blobs,
+                 dispatcher=dispatcher, tenants=TenantStore(clients.dynamodb,
+                                                            settings.table_name),
+                 api=api, worker=None)  # type: ignore[arg-type]
+    rt.worker = Worker(store, blobs, dispatcher, settings, after_end=rt.after_end)
+    return rt
+
+
+_current: Runtime | None = None
+_lock = threading.Lock()
+
+
+def get() -> Runtime:
+    global _current
+    if _current is None:
+        with _lock:
+            if _current is None:
+                settings = Settings.from_env()
+                _current = build(settings, create_clients(settings.region))
+    return _current
+
+
+def set_current(rt: Runtime | None) -> None:
+    """Tests and the local runner install their own runtime."""
+    global _current
+    _current = rt
+
+
+def lambda_time_left(context: Any) -> float:
+    try:
+        return context.get_remaining_time_in_millis() / 1000.0 - 10.0
+    except AttributeError:
+        return 900.0

@@ -1,0 +1,348 @@
+"""DynamoDB job store. Every key starts with the tenant, so no query can reach another
+tenant's items; each job is its own partition; three GSIs serve listings newest first.
+Every state change is a conditional write, which is what makes the worker safe to repeat."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from .jobs import CANCELED, FAILED, QUEUED, RUNNING, TERMINAL, Job
+
+_ser, _de = TypeSerializer(), TypeDeserializer()
+_FIELDS = {f.name: "".join(w.title() if i else w for i, w in enumerate(f.name.split("_")))
+           for f in dataclasses.fields(Job)}
+_ATTRS = {v: k for k, v in _FIELDS.items()}
+
+INDEX_ALL, INDEX_STATUS, INDEX_SERVICE = "byTenant", "byTenantStatus", "byTenantService"
+
+
+class Conflict(Exception):
+    """A conditional write lost: the job is not in the state the caller expected."""
+
+    def __init__(self, job: Job | None):
+        super().__init__("job state changed")
+        self.job = job
+
+
+class RunIdTaken(Exception):
+    def __init__(self, job_id: str, request_hash: str):
+        super().__init__(job_id)
+        self.job_id = job_id
+        self.request_hash = request_hash
+
+
+def job_pk(tenant: str, job_id: str) -> str:
+    return f"T#{tenant}#J#{job_id}"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, Binary):
+        return bytes(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | set):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _dynamo(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, dict):
+        return {k: _dynamo(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_dynamo(v) for v in value]
+    return value
+
+
+def serialize(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: _ser.serialize(_dynamo(v)) for k, v in values.items()}
+
+
+def deserialize(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _plain(_de.deserialize(v)) for k, v in item.items()}
+
+
+def job_from_item(item: dict[str, Any]) -> Job:
+    data = deserialize(item)
+    return Job(**{_ATTRS[k]: v for k, v in data.items() if k in _ATTRS})
+
+
+def job_to_item(job: Job) -> dict[str, Any]:
+    values = {_FIELDS[k]: v for k, v in dataclasses.asdict(job).items() if v not in (None, {}, [])}
+    values.update(
+        pk=job_pk(job.tenant, job.job_id), sk="JOB", ttl=int(job.expires_at),
+        g1pk=job.tenant, g2pk=f"{job.tenant}#{job.status}", g3pk=f"{job.tenant}#{job.service}",
+        gsk=job.job_id,
+    )
+    return serialize(values)
+
+
+@dataclass
+class Page:
+    jobs: list[Job]
+    last_job_id: str | None
+
+
+class JobStore:
+    def __init__(self, client: Any, table: str):
+        self._db = client
+        self._table = table
+
+    # -- reads -------------------------------------------------------------------------
+    def get(self, tenant: str, job_id: str, now: float, consistent: bool = True) -> Job | None:
+        """The job, or None when unknown or past its retention (TTL deletes late)."""
+        out = self._db.get_item(
+            TableName=self._table, Key=self._key(tenant, job_id), ConsistentRead=consistent
+        )
+        item = out.get("Item")
+        if not item:
+            return None
+        job = job_from_item(item)
+        return None if job.expired(now) else job
+
+    def list(
+        self, tenant: str, now: float, *, status: str | None, service: str | None,
+        limit: int, after: str | None,
+    ) -> Page:
+        """One page, newest first. Reads stop once the page is full: cost follows the page."""
+        if status:
+            index, pk = INDEX_STATUS, f"{tenant}#{status}"
+        elif service:
+            index, pk = INDEX_SERVICE, f"{tenant}#{service}"
+        else:
+            index, pk = INDEX_ALL, tenant
+        pk_attr = {INDEX_ALL: "g1pk", INDEX_STATUS: "g2pk", INDEX_SERVICE: "g3pk"}[index]
+        kwargs: dict[str, Any] = {
+            "TableName": self._table, "IndexName": index, "ScanIndexForward": False,
+            "KeyConditionExpression": "#pk = :pk",
+            "FilterExpression": "expiresAt > :now",
+            "ExpressionAttributeNames": {"#pk": pk_attr},
+            "ExpressionAttributeValues": serialize({":pk": pk, ":now": now}),
+        }
+        if status and service:
+            kwargs["FilterExpression"] += " AND service = :svc"
+            kwargs["ExpressionAttributeValues"].update(serialize({":svc": service}))
+        if after:
+            kwargs["ExclusiveStartKey"] = serialize(
+                {"pk": job_pk(tenant, after), "sk": "JOB", pk_attr: pk, "gsk": after}
+            )
+        jobs: list[Job] = []
+        while len(jobs) < limit:
+            kwargs["Limit"] = limit - len(jobs) + (1 if len(jobs) == 0 else 0)
+            out = self._db.query(**kwargs)
+            jobs.extend(job_from_item(i) for i in out.get("Items", []))
+            if "LastEvaluatedKey" not in out:
+                more = len(jobs) > limit
+                jobs = jobs[:limit]
+                return Page(jobs, jobs[-1].job_id if more and jobs else None)
+            kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
+        more = len(jobs) > limit or "LastEvaluatedKey" in kwargs
+        jobs = jobs[:limit]
+        return Page(jobs, jobs[-1].job_id if more and jobs else None)
+
+    # -- submit ------------------------------------------------------------------------
+    def create(self, job: Job) -> None:
+        """Write a new job; with a runId, atomically with the runId's claim."""
+        item = job_to_item(job)
+        if not job.run_id:
+            self._db.put_item(
+                TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)"
+            )
+            return
+        run_item = serialize({
+            "pk": f"T#{job.tenant}#R#{job.run_id}", "sk": "RUN", "jobId": job.job_id,
+            "requestHash": job.request_hash or "", "ttl": int(job.expires_at),
+            "expiresAt": job.expires_at,
+        })
+        try:
+            self._db.transact_write_items(TransactItems=[
+                {"Put": {"TableName": self._table, "Item": run_item,
+                         "ConditionExpression": "attribute_not_exists(pk) OR expiresAt < :now",
+                         "ExpressionAttributeValues": serialize({":now": job.created_at})}},
+                {"Put": {"TableName": self._table, "Item": item,
+                         "ConditionExpression": "attribute_not_exists(pk)"}},
+            ])
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            existing = self.run_id_owner(job.tenant, job.run_id)
+            if existing is None:
+                raise
+            raise RunIdTaken(*existing) from exc
+
+    def run_id_owner(self, tenant: str, run_id: str) -> tuple[str, str] | None:
+        out = self._db.get_item(
+            TableName=self._table, ConsistentRead=True,
+            Key=serialize({"pk": f"T#{tenant}#R#{run_id}", "sk": "RUN"}),
+        )
+        if "Item" not in out:
+            return None
+        data = deserialize(out["Item"])
+        return data["jobId"], data.get("requestHash", "")
+
+    def forget(self, job: Job) -> None:
+        """Undo a submit whose enqueue failed (the client got a 503, not a job)."""
+        self._db.delete_item(TableName=self._table, Key=self._key(job.tenant, job.job_id))
+        if job.run_id:
+            self._db.delete_item(
+                TableName=self._table,
+                Key=serialize({"pk": f"T#{job.tenant}#R#{job.run_id}", "sk": "RUN"}),
+            )
+
+    # -- worker ------------------------------------------------------------------------
+    def claim(self, tenant: str, job_id: str, token: str, lease_seconds: float, now: float) -> Job:
+        """Take the job's lease: a queued job, or a running one whose worker's lease lapsed.
+        Raises Conflict (with the current job) when someone else holds it or it ended."""
+        return self._update(
+            tenant, job_id,
+            "SET #st = :running, g2pk = :g2, leaseToken = :tok, leaseUntil = :until, "
+            "attempts = if_not_exists(attempts, :zero) + :one, "
+            "startedAt = if_not_exists(startedAt, :now)",
+            "attribute_exists(pk) AND expiresAt > :now AND attempts < maxAttempts AND "
+            "(#st = :queued OR (#st = :running AND leaseUntil < :now))",
+            {":running": RUNNING, ":queued": QUEUED, ":g2": f"{tenant}#{RUNNING}", ":tok": token,
+             ":until": now + lease_seconds, ":zero": 0, ":one": 1, ":now": now},
+        )
+
+    def heartbeat(self, tenant: str, job_id: str, token: str, values: dict[str, Any]) -> Job:
+        """Progress and status variables; Conflict once the job was canceled or re-leased."""
+        names = {f"#a{i}": k for i, k in enumerate(values)}
+        sets = ", ".join(f"#a{i} = :v{i}" for i in range(len(values)))
+        vals = {f":v{i}": v for i, v in enumerate(values.values())}
+        return self._update(
+            tenant, job_id, f"SET {sets}", "#st = :running AND leaseToken = :tok",
+            {**vals, ":running": RUNNING, ":tok": token}, names,
+        )
+
+    def finish(
+        self, tenant: str, job_id: str, token: str | None, status: str, values: dict[str, Any],
+        now: float,
+    ) -> Job:
+        """The terminal write (None values are removed). With a token: only the lease holder,
+        only while running (so a canceled job stays canceled). Without: only a job nobody
+        holds (queued, or its lease lapsed)."""
+        assert status in TERMINAL
+        setting = {k: v for k, v in values.items() if v is not None}
+        removing = [k for k, v in values.items() if v is None]
+        names = {f"#a{i}": k for i, k in enumerate(setting)}
+        names.update({f"#r{i}": k for i, k in enumerate(removing)})
+        sets = "".join(f", #a{i} = :v{i}" for i in range(len(setting)))
+        removes = "".join(f", #r{i}" for i in range(len(removing)))
+        vals = {f":v{i}": v for i, v in enumerate(setting.values())}
+        if token:
+            cond = "#st = :running AND leaseToken = :tok"
+            vals[":tok"] = token
+        else:
+            cond = "attribute_exists(pk) AND (#st = :queued OR (#st = :running AND leaseUntil < :now))"
+            vals[":queued"] = QUEUED
+        return self._update(
+            tenant, job_id,
+            f"SET #st = :status, g2pk = :g2, completedAt = :now{sets} "
+            f"REMOVE leaseToken, leaseUntil{removes}",
+            cond,
+            {**vals, ":status": status, ":g2": f"{tenant}#{status}", ":running": RUNNING,
+             ":now": now},
+            names,
+        )
+
+    def release(self, tenant: str, job_id: str, token: str, code: str, message: str) -> Job:
+        """Give a failed attempt back to the queue for a later retry."""
+        return self._update(
+            tenant, job_id,
+            "SET #st = :queued, g2pk = :g2, errorCode = :c, errorMessage = :m "
+            "REMOVE leaseToken, leaseUntil",
+            "#st = :running AND leaseToken = :tok",
+            {":queued": QUEUED, ":g2": f"{tenant}#{QUEUED}", ":c": code, ":m": message,
+             ":running": RUNNING, ":tok": token},
+        )
+
+    def cancel(self, tenant: str, job_id: str, now: float) -> Job:
+        """Queued or running → canceled, at once. Returns the job as it was before."""
+        key = self._key(tenant, job_id)
+        try:
+            out = self._db.update_item(
+                TableName=self._table, Key=key,
+                UpdateExpression="SET #st = :c, g2pk = :g2, completedAt = :now "
+                                 "REMOVE leaseToken, leaseUntil",
+                ConditionExpression="expiresAt > :now AND (#st = :q OR #st = :r)",
+                ExpressionAttributeNames={"#st": "status"},
+                ExpressionAttributeValues=serialize({
+                    ":c": CANCELED, ":g2": f"{tenant}#{CANCELED}", ":now": now, ":q": QUEUED,
+                    ":r": RUNNING}),
+                ReturnValues="ALL_OLD",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            raise self._conflict(exc) from exc
+        return job_from_item(out["Attributes"])
+
+    def update_fields(self, tenant: str, job_id: str, values: dict[str, Any]) -> None:
+        names = {f"#a{i}": k for i, k in enumerate(values)}
+        sets = ", ".join(f"#a{i} = :v{i}" for i in range(len(values)))
+        self._db.update_item(
+            TableName=self._table, Key=self._key(tenant, job_id),
+            UpdateExpression=f"SET {sets}", ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=serialize({f":v{i}": v for i, v in enumerate(values.values())}),
+        )
+
+    def delete(self, tenant: str, job_id: str) -> Job:
+        """Delete a finished job and every item of its partition (deliveries)."""
+        try:
+            out = self._db.delete_item(
+                TableName=self._table, Key=self._key(tenant, job_id),
+                ConditionExpression="#st IN (:s, :f, :c)",
+                ExpressionAttributeNames={"#st": "status"},
+                ExpressionAttributeValues=serialize({":s": "succeeded", ":f": FAILED, ":c": CANCELED}),
+                ReturnValues="ALL_OLD", ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            raise self._conflict(exc) from exc
+        job = job_from_item(out["Attributes"])
+        pk = job_pk(tenant, job_id)
+        query = {"TableName": self._table, "KeyConditionExpression": "pk = :pk",
+                 "ExpressionAttributeValues": serialize({":pk": pk}), "ProjectionExpression": "sk"}
+        while True:
+            page = self._db.query(**query)
+            for item in page.get("Items", []):
+                self._db.delete_item(TableName=self._table, Key={"pk": {"S": pk}, "sk": item["sk"]})
+            if "LastEvaluatedKey" not in page:
+                break
+            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return job
+
+    # -- helpers -----------------------------------------------------------------------
+    def _key(self, tenant: str, job_id: str) -> dict[str, Any]:
+        return serialize({"pk": job_pk(tenant, job_id), "sk": "JOB"})
+
+    def _update(
+        self, tenant: str, job_id: str, update: str, condition: str, values: dict[str, Any],
+        names: dict[str, str] | None = None,
+    ) -> Job:
+        try:
+            out = self._db.update_item(
+                TableName=self._table, Key=self._key(tenant, job_id),
+                UpdateExpression=update, ConditionExpression=condition,
+                ExpressionAttributeNames={"#st": "status", **(names or {})},
+                ExpressionAttributeValues=serialize(values),
+                ReturnValues="ALL_NEW", ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            raise self._conflict(exc) from exc
+        return job_from_item(out["Attributes"])
+
+    @staticmethod
+    def _conflict(exc: ClientError) -> Exception:
+        if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+            return exc
+        item = exc.response.get("Item")
+        return Conflict(job_from_item(item) if item else None)

@@ -1,0 +1,288 @@
+"""The worker: runs one job message. Every step can be repeated: the lease makes a
+duplicate delivery wait, the terminal write is conditional, and whatever follows the
+terminal write (callback, next job of a chain) is re-done when the message comes back."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from . import services
+from .blobs import BlobStore, log_key, result_key
+from .jobs import FAILED, RUNNING, SUCCEEDED, Job, iso, retry_delay
+from .queue import Dispatcher
+from .services.base import LEVELS, Canceled, Result
+from .settings import Settings
+from .store import Conflict, JobStore
+
+log = logging.getLogger("jobgate.worker")
+LEASE_MARGIN = 30.0
+PROGRESS_INTERVAL = 1.0
+CANCEL_CHECK_INTERVAL = 2.0
+
+
+class Malformed(Exception):
+    """A message that can never be processed (it goes to the DLQ as it is)."""
+
+
+@dataclass
+class Retry(Exception):
+    """Not now: hide the message for `delay` seconds and report it as a batch failure."""
+
+    delay: int
+    reason: str = ""
+
+
+def parse_message(body: str) -> tuple[str, str]:
+    try:
+        data = json.loads(body)
+        tenant, job_id = data["tenant"], data["jobId"]
+    except (ValueError, TypeError, KeyError) as exc:
+        raise Malformed(f"not a job message: {exc!r}") from exc
+    if not (isinstance(tenant, str) and isinstance(job_id, str) and tenant and job_id):
+        raise Malformed("tenant and jobId must be non-empty strings")
+    return tenant, job_id
+
+
+class RunContext:
+    """The `Context` handed to a service handler, backed by the job's item."""
+
+    def __init__(self, runner: Worker, job: Job, token: str, deadline: float):
+        self._runner, self._job, self._token, self._deadline = runner, job, token, deadline
+        self.job_id = job.job_id
+        self.variables = dict(job.variables)
+        self.content: bytes | None = None
+        self.content_type = job.content_type
+        self.lines: list[str] = []
+        self._vars: dict[str, str] = dict(job.status_vars)
+        self._pending: dict[str, Any] = {}
+        self._last_write = 0.0
+        self._last_check = time.monotonic()
+        self._canceled = False
+        self.latest_progress: dict[str, Any] = {}
+
+    def log(self, message: str, level: int = 1) -> None:
+        if 0 < level <= self._job.log_level:
+            stamp = iso(self._runner.clock())
+            self.lines.append(f"{stamp} [{LEVELS.get(level, level)}] {message}")
+
+    def progress(self, percent: float, message: str | None = None) -> None:
+        latest = {"progressPercent": round(float(min(100.0, max(0.0, percent))), 2),
+                  "progressMessage": message}
+        self._pending.update(latest)
+        self.latest_progress = latest
+        self._flush()
+
+    def set_variable(self, name: str, value: object) -> None:
+        self._vars[name] = str(value)
+        self._pending["statusVars"] = dict(self._vars)
+        self._flush()
+
+    @property
+    def canceled(self) -> bool:
+        if not self._canceled and time.monotonic() - self._last_check >= CANCEL_CHECK_INTERVAL:
+            self._last_check = time.monotonic()
+            job = self._runner.store.get(self._job.tenant, self._job.job_id, self._runner.clock(),
+                                         consistent=False)
+            self._canceled = job is None or job.status != RUNNING or job.lease_token != self._token
+        return self._canceled
+
+    def remaining_seconds(self) -> float:
+        return max(0.0, self._deadline - time.monotonic())
+
+    def _flush(self, force: bool = False) -> None:
+        """Progress writes are throttled to about one a second."""
+        now = time.monotonic()
+        if not self._pending or (not force and now - self._last_write < PROGRESS_INTERVAL):
+            return
+        values = {k: v for k, v in self._pending.items() if v is not None}
+        self._pending.clear()
+        self._last_write = now
+        try:
+            self._runner.store.heartbeat(self._job.tenant, self._job.job_id, self._token, values)
+        except Conflict:
+            self._canceled = True
+            raise Canceled() from None
+
+    @property
+    def status_vars(self) -> dict[str, str]:
+        return self._vars
+
+
+class Worker:
+    def __init__(
+        self, store: JobStore, blobs: BlobStore, dispatcher: Dispatcher, settings: Settings,
+        clock: Callable[[], float] = time.time,
+        after_end: Callable[[Job], None] | None = None,
+    ):
+        self.store, self.blobs, self.dispatcher, self.settings = store, blobs, dispatcher, settings
+        self.clock = clock
+        self.after_end = after_end or (lambda job: None)
+
+    def process(self, body: str, time_left: float = 900.0) -> None:
+        """Handle one job message. Returns when the message may be deleted; raises Retry
+        (hide and retry later) or Malformed (dead-letter it)."""
+        tenant, job_id = parse_message(body)
+        now = self.clock()
+        job = self.store.get(tenant, job_id, now)
+        if job is None:
+            log.info("job gone, dropping message", extra={"jobId": job_id})
+            return
+        if job.terminal:
+            self.after_end(job)  # a crash may have come between the end and what follows it
+            return
+        service = services.get(job.service)
+        token = uuid.uuid4().hex
+        lease = float(service.timeout_seconds if service else 60) + LEASE_MARGIN
+        try:
+            job = self.store.claim(tenant, job_id, token, lease, now)
+        except Conflict as conflict:
+            self._not_claimed(conflict.job, now)
+            return
+        if service is None:
+            self._end(job, token, FAILED, {"errorCode": "unknown_service",
+                                           "errorMessage": f"service {job.service!r} is gone"})
+            return
+        deadline = time.monotonic() + min(float(service.timeout_seconds), time_left)
+        self._run(job, service, token, deadline)
+
+    def _not_claimed(self, job: Job | None, now: float) -> None:
+        if job is None or job.expired(now):
+            return
+        if job.terminal:
+            self.after_end(job)
+            return
+        if job.status == RUNNING and (job.lease_until or 0) >= now:
+            # Someone holds the lease (a duplicate delivery, or a live worker): come back
+            # after it lapses, in case that worker dies.
+            raise Retry(int((job.lease_until or now) - now) + 1, "lease held")
+        # Attempts are used up and no one holds the job (its last worker died).
+        try:
+            ended = self.store.finish(job.tenant, job.job_id, None, FAILED, {
+                "errorCode": "attempts_exhausted",
+                "errorMessage": job.error_message or "the job's worker stopped responding",
+                "callbackState": "pending" if job.callback_url else None,
+            }, now)
+        except Conflict:
+            return
+        self.after_end(ended)
+
+    def _run(self, job: Job, service: services.Service, token: str, deadline: float) -> None:
+        ctx = RunContext(self, job, token, deadline)
+        ctx.log(f"attempt {job.attempts} of {job.max_attempts} started", level=1)
+        if job.attempts > 1 and job.error_message:
+            ctx.log(f"previous attempt failed: {job.error_message}", level=1)
+        try:
+            if job.content_key:
+                ctx.content = self.blobs.get(job.content_key)
+            else:
+                ctx.content = job.content_inline
+            data = service.input_model.model_validate(job.input or {}) if service.input_model \
+                else job.input
+            value = service.handler(data, ctx)
+        except Canceled:
+            log.info("job canceled while running", extra={"jobId": job.job_id})
+            return
+        except ValidationError as exc:
+            self._end(job, token, FAILED, {"errorCode": "invalid_input",
+                                           "errorMessage": str(exc)[:1000]}, ctx)
+            return
+        except Exception as exc:  # noqa: BLE001  (any handler failure is the job's failure)
+            message = f"{type(exc).__name__}: {exc}"[:1000]
+            ctx.log(f"failed: {message}", level=1)
+            log.warning("handler failed", extra={"jobId": job.job_id, "attempt": job.attempts})
+            if job.attempts < job.max_attempts:
+                try:
+                    self.store.release(job.tenant, job.job_id, token, "handler_error", message)
+                except Conflict:
+                    return  # canceled meanwhile
+                raise Retry(retry_delay(job.attempts, self.settings.job_retry_base_seconds),
+                            message) from exc
+            self._end(job, token, FAILED, {"errorCode": "handler_error", "errorMessage": message},
+                      ctx)
+            return
+        self._succeed(job, service, token, value, ctx)
+
+    def _succeed(self, job: Job, service: services.Service, token: str, value: Any,
+                 ctx: RunContext) -> None:
+        key = result_key(job.tenant, job.job_id, token)
+        if isinstance(value, Result):
+            body = value.body
+            if isinstance(body, bytes | bytearray):
+                self.blobs.put(key, bytes(body), value.content_type)
+                size = len(body)
+            else:
+                size = self.blobs.upload(key, _as_stream(body), value.content_type)
+            content_type = value.content_type
+        else:
+            data = json.dumps(value, separators=(",", ":"), default=str).encode()
+            self.blobs.put(key, data, "application/json")
+            size, content_type = len(data), "application/json"
+        ctx.log("succeeded", level=1)
+        ttl = service.result_ttl_seconds or self.settings.result_ttl_seconds
+        ended = self._end(job, token, SUCCEEDED, {
+            "resultKey": key, "resultType": content_type, "resultSize": size,
+            "validUntil": self.clock() + ttl, "progressPercent": 100.0,
+            "progressMessage": ctx.latest_progress.get("progressMessage"),
+            "errorCode": None, "errorMessage": None,
+        }, ctx)
+        if ended is None:
+            self.blobs.delete(key)  # canceled meanwhile: the late result is dropped
+
+    def _end(self, job: Job, token: str, status: str, values: dict[str, Any],
+             ctx: RunContext | None = None) -> Job | None:
+        values = dict(values)
+        if ctx is not None:
+            values = {**ctx.latest_progress, **values}  # what throttling held back
+            values["statusVars"] = ctx.status_vars or None
+            values.update(self._store_log(job, token, ctx.lines))
+        if job.callback_url:
+            values["callbackState"] = "pending"
+        try:
+            ended = self.store.finish(job.tenant, job.job_id, token, status, values, self.clock())
+        except Conflict:
+            return None
+        self.after_end(ended)
+        return ended
+
+    def _store_log(self, job: Job, token: str, lines: list[str]) -> dict[str, Any]:
+        if not lines:
+            return {}
+        text = "\n".join(lines) + "\n"
+        data = text.encode()
+        if len(data) <= self.settings.inline_log_limit:
+            return {"logInline": text, "logSize": len(data)}
+        key = log_key(job.tenant, job.job_id, token)
+        self.blobs.put(key, data, "text/plain; charset=utf-8")
+        return {"logKey": key, "logSize": len(data)}
+
+
+class _IterStream:
+    """A read()-able view of an iterator of byte chunks, for multipart uploads."""
+
+    def __init__(self, chunks: Any):
+        self._it = iter(chunks)
+        self._buf = b""
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self._buf) < size:
+            try:
+                self._buf += next(self._it)
+            except StopIteration:
+                break
+        if size < 0:
+            out, self._buf = self._buf, b""
+        else:
+            out, self._buf = self._buf[:size], self._buf[size:]
+        return out
+
+
+def _as_stream(body: Any) -> Any:
+    return body if hasattr(body, "read") else _IterStream(body)

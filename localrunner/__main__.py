@@ -1,0 +1,3 @@
+from localrunner.runner import main
+
+raise SystemExit(main())
