@@ -13,6 +13,7 @@ from chalice import Chalice, Response
 from chalicelib import runtime
 from chalicelib.errors import ApiError
 from chalicelib.http import base_url, parse_submit_body, query_params, render, render_error
+from chalicelib.views import deliveries_body
 
 STAGE = os.environ.get("JOBGATE_STAGE", "dev")
 PREFIX = os.environ.get("JOBGATE_QUEUE_PREFIX", f"jobgate-{STAGE}")
@@ -63,7 +64,7 @@ def list_services(rt: Any, request: Any, tenant: Any) -> Response:
 @endpoint("/v1/jobs", ["POST"])
 def submit(rt: Any, request: Any, tenant: Any) -> Response:
     req = rt.api.parse_request(parse_submit_body(request, MAX_BODY))
-    submitted = rt.api.submit(tenant, req)
+    submitted = rt.api.submit(tenant, req, base_url(request))
     return _accepted(rt, request, submitted)
 
 
@@ -94,6 +95,19 @@ def cancel_job(rt: Any, request: Any, tenant: Any, jobId: str) -> Response:  # n
     rt.after_end(job)
     return render(request, 202 if was_running else 200,
                   rt.api.resource(job, base_url(request)).dump())
+
+
+@endpoint("/v1/jobs/{jobId}/deliveries", ["GET"])
+def list_deliveries(rt: Any, request: Any, tenant: Any, jobId: str) -> Response:  # noqa: N803
+    job = rt.api.get(tenant, jobId)
+    return render(request, 200, deliveries_body(job), root="deliveries")
+
+
+@endpoint("/v1/jobs/{jobId}/deliveries", ["POST"])
+def redeliver(rt: Any, request: Any, tenant: Any, jobId: str) -> Response:  # noqa: N803
+    job = rt.api.redeliver(tenant, jobId)
+    rt.redeliver(job)
+    return render(request, 202, rt.api.resource(job, base_url(request)).dump())
 
 
 @endpoint("/v1/jobs/{jobId}/result", ["GET"])
@@ -139,3 +153,11 @@ def fail_dead_jobs(event: Any) -> dict[str, Any]:
 
     rt = runtime.get()
     return batch.process(event.to_dict(), rt.handle_dead_job, rt.clients.sqs, rt.queue_url)
+
+
+@app.on_sqs_message(queue=f"{PREFIX}-callbacks", batch_size=10)
+def deliver_callbacks(event: Any) -> dict[str, Any]:
+    from chalicelib import batch
+
+    rt = runtime.get()
+    return batch.process(event.to_dict(), rt.handle_callback_record, rt.clients.sqs, rt.queue_url)

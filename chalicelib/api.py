@@ -19,13 +19,14 @@ from . import services
 from .blobs import BlobStore, content_key
 from .errors import ApiError, bad_request, conflict, not_found, validation_error
 from .ids import is_job_id, new_job_id
-from .jobs import QUEUED, Job, presign_seconds, to_resource
+from .jobs import CANCELED, QUEUED, Job, presign_seconds
 from .models import JobResource, SubmitRequest
 from .queue import Dispatcher
 from .settings import Settings
-from .store import Conflict, JobStore, RunIdTaken
+from .store import Conflict, JobStore, RunIdTaken, apply
 from .tenants import Tenant
 from .urls import check_callback_url
+from .views import JobView
 
 INLINE_CONTENT_LIMIT = 64 * 1024
 MAX_CONTENT_BYTES = 4 * 1024 * 1024
@@ -45,9 +46,10 @@ def unavailable(message: str, retry_after: int = 5) -> ApiError:
 class JobsApi:
     def __init__(
         self, store: JobStore, blobs: BlobStore, dispatcher: Dispatcher, settings: Settings,
-        cursor_secret: bytes, clock: Callable[[], float] = time.time,
+        view: JobView, cursor_secret: bytes, clock: Callable[[], float] = time.time,
     ):
         self.store, self.blobs, self.dispatcher, self.settings = store, blobs, dispatcher, settings
+        self.view = view
         self._secret = cursor_secret
         self.clock = clock
 
@@ -79,7 +81,7 @@ class JobsApi:
             raise validation_error(errors, f"input does not match {service.name}'s model") from None
 
     def submit(
-        self, tenant: Tenant, req: SubmitRequest, content: bytes | None = None,
+        self, tenant: Tenant, req: SubmitRequest, base: str, content: bytes | None = None,
         content_type: str | None = None,
     ) -> Submitted:
         service = self.service_for(req.service)
@@ -104,7 +106,7 @@ class JobsApi:
             max_attempts=service.max_attempts or self.settings.job_max_attempts,
             callback_url=req.callback_url,
             chain=[s.model_dump(by_alias=True, exclude_none=True) for s in req.chain],
-            request_hash=request_hash, content_type=content_type,
+            request_hash=request_hash, content_type=content_type, base_url=base,
         )
         self._check_capacity()
         try:
@@ -171,17 +173,7 @@ class JobsApi:
         return job
 
     def resource(self, job: Job, base: str) -> JobResource:
-        now = self.clock()
-        result_url = None
-        if job.result_valid(now):
-            seconds = presign_seconds(job.valid_until or now, now,
-                                      self.settings.presign_max_seconds)
-            result_url = self.blobs.presign(job.result_key or "", seconds)
-        service = services.get(job.service)
-        return to_resource(
-            job, job_url=f"{base}/v1/jobs/{job.job_id}", result_url=result_url,
-            status_variables=list(service.status_variables) if service else [],
-        )
+        return self.view.resource(job, base)
 
     def list(self, tenant: Tenant, params: dict[str, str]) -> tuple[list[Job], str | None]:
         status, service = params.get("status") or None, params.get("service") or None
@@ -222,15 +214,31 @@ class JobsApi:
     # -- changes -----------------------------------------------------------------------
     def cancel(self, tenant: Tenant, job_id: str) -> tuple[Job, bool]:
         """Returns the canceled job and whether it was running (202) or queued (200)."""
-        self.get(tenant, job_id)
+        job = self.get(tenant, job_id)
+        now = self.clock()
+        values: dict[str, Any] = {}
+        if job.callback_url:
+            ended = apply(job, {"status": CANCELED, "completedAt": now, "callbackState": "pending"})
+            values = {"callbackState": "pending", "callbackEvent": self.view.event(ended)}
         try:
-            before = self.store.cancel(tenant.name, job_id, self.clock())
+            before = self.store.cancel(tenant.name, job_id, now, values)
         except Conflict as exc:
-            if exc.job is None or exc.job.expired(self.clock()):
+            if exc.job is None or exc.job.expired(now):
                 raise not_found() from None
             raise conflict("job_finished", f"job is already {exc.job.status}") from None
+        return apply(before, {"status": CANCELED, "completedAt": now, **values}), \
+            before.status != QUEUED
+
+    def redeliver(self, tenant: Tenant, job_id: str) -> Job:
+        """Send the job's webhook again now (POST /deliveries)."""
         job = self.get(tenant, job_id)
-        return job, before.status != QUEUED
+        if not job.callback_url:
+            raise conflict("no_callback", "the job has no callbackUrl")
+        if not job.terminal or not job.callback_event:
+            raise conflict("job_not_finished", f"job is {job.status}; its webhook is not due yet")
+        if job.callback_state != "pending":
+            job = self.store.set_callback_state(tenant.name, job_id, "pending", job.callback_state)
+        return job
 
     def delete(self, tenant: Tenant, job_id: str) -> None:
         self.get(tenant, job_id)

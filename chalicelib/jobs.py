@@ -58,6 +58,9 @@ class Job:
     previous: str | None = None
     next: str | None = None
     request_hash: str | None = None
+    base_url: str | None = None
+    callback_event: str | None = None
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def terminal(self) -> bool:

@@ -24,13 +24,17 @@ class Dispatcher:
             DelaySeconds=min(delay, 900),
         )
 
-    def send_callback(self, tenant: str, job_id: str, event_id: str) -> None:
-        self._sqs.send_message(
-            QueueUrl=self.callbacks_url,
-            MessageBody=json.dumps(
-                {"tenant": tenant, "jobId": job_id, "eventId": event_id}, separators=(",", ":")
-            ),
-        )
+    def send_callback(self, tenant: str, job_id: str, event_id: str, url: str, event: str,
+                      base: int = 0) -> None:
+        """The message carries the rendered event, so delivering needs no read of the job."""
+        message = {"tenant": tenant, "jobId": job_id, "eventId": event_id, "url": url,
+                   "event": event}
+        if base:
+            message["base"] = base
+        self.send_raw(self.callbacks_url, json.dumps(message, separators=(",", ":")))
+
+    def send_raw(self, queue_url: str, body: str) -> None:
+        self._sqs.send_message(QueueUrl=queue_url, MessageBody=body)
 
     def retry_later(self, queue_url: str, receipt_handle: str, seconds: int) -> None:
         """Hide a message for `seconds` (up to 12 h); it comes back as a new delivery."""

@@ -15,12 +15,14 @@ from typing import Any
 from .api import JobsApi
 from .batch import Record
 from .blobs import BlobStore
+from .callbacks import Deliverer
 from .connections import Clients, create_clients
-from .jobs import FAILED, RUNNING, Job
+from .jobs import RUNNING, Job
 from .queue import Dispatcher
 from .settings import Settings
-from .store import Conflict, JobStore
+from .store import JobStore
 from .tenants import TenantStore
+from .views import JobView
 from .worker import Malformed, Retry, Worker, parse_message
 
 log = logging.getLogger("jobgate")
@@ -36,11 +38,18 @@ class Runtime:
     tenants: TenantStore
     api: JobsApi
     worker: Worker
+    deliverer: Deliverer
 
     # -- what follows a job's end (idempotent: re-run when a message comes back) ---------
     def after_end(self, job: Job) -> None:
-        if job.callback_url and job.callback_state == "pending":
-            self.dispatcher.send_callback(job.tenant, job.job_id, event_id(job))
+        if job.callback_url and job.callback_state == "pending" and job.callback_event:
+            self.dispatcher.send_callback(job.tenant, job.job_id, event_id(job), job.callback_url,
+                                          job.callback_event)
+
+    def redeliver(self, job: Job) -> None:
+        """Send the stored event again, as a schedule of its own (retries count from now)."""
+        self.dispatcher.send_callback(job.tenant, job.job_id, event_id(job), job.callback_url or "",
+                                      job.callback_event or "", base=job.callback_attempts)
 
     # -- SQS record handlers -----------------------------------------------------------
     def handle_job_record(self, record: Record, time_left: float = 900.0) -> None:
@@ -75,15 +84,18 @@ class Runtime:
             self.dispatcher.retry_later(self.queue_url(record.queue_name), record.receipt_handle,
                                         int((job.lease_until or now) - now) + 1)
             raise Deferred("job still leased")
+        self.worker.fail_abandoned(job, "dead_lettered", "the job message could not be processed")
+
+    def handle_callback_record(self, record: Record) -> None:
         try:
-            ended = self.store.finish(tenant, job_id, None, FAILED, {
-                "errorCode": "dead_lettered",
-                "errorMessage": job.error_message or "the job message could not be processed",
-                "callbackState": "pending" if job.callback_url else None,
-            }, now)
-        except Conflict:
-            return
-        self.after_end(ended)
+            self.deliverer.process(record.body)
+        except Retry as retry:
+            self.dispatcher.retry_later(self.queue_url(record.queue_name),
+                                        record.receipt_handle, retry.delay)
+            raise Deferred(f"webhook retry in {retry.delay}s") from None
+        except Malformed as exc:
+            log.error("malformed callback message sent to the DLQ: %s", exc)
+            self.dispatcher.send_raw(self.settings.callbacks_dlq_url, record.body)
 
     def queue_url(self, name: str) -> str:
         for url in (self.settings.jobs_queue_url, self.settings.callbacks_queue_url,
@@ -108,14 +120,16 @@ def build(settings: Settings, clients: Clients) -> Runtime:
     store = JobStore(clients.dynamodb, settings.table_name)
     blobs = BlobStore(clients.s3, settings.bucket_name)
     dispatcher = Dispatcher(clients.sqs, settings.jobs_queue_url, settings.callbacks_queue_url)
+    tenants = TenantStore(clients.dynamodb, settings.table_name)
+    view = JobView(blobs, settings)
     secret = os.environ.get("JOBGATE_CURSOR_SECRET") or hashlib.sha256(
         json.dumps([settings.table_name, settings.bucket_name]).encode()).hexdigest()
-    api = JobsApi(store, blobs, dispatcher, settings, secret.encode())
+    api = JobsApi(store, blobs, dispatcher, settings, view, secret.encode())
+    deliverer = Deliverer(store, tenants, dispatcher, settings, settings.callbacks_dlq_url)
     rt = Runtime(settings=settings, clients=clients, store=store, blobs=blobs,
-                 dispatcher=dispatcher, tenants=TenantStore(clients.dynamodb,
-                                                            settings.table_name),
-                 api=api, worker=None)  # type: ignore[arg-type]
-    rt.worker = Worker(store, blobs, dispatcher, settings, after_end=rt.after_end)
+                 dispatcher=dispatcher, tenants=tenants, api=api,
+                 worker=None, deliverer=deliverer)  # type: ignore[arg-type]
+    rt.worker = Worker(store, blobs, dispatcher, settings, view, after_end=rt.after_end)
     return rt
 
 

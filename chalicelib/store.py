@@ -18,6 +18,7 @@ _ser, _de = TypeSerializer(), TypeDeserializer()
 _FIELDS = {f.name: "".join(w.title() if i else w for i, w in enumerate(f.name.split("_")))
            for f in dataclasses.fields(Job)}
 _ATTRS = {v: k for k, v in _FIELDS.items()}
+_JOB_FIELDS = {f.name: f for f in dataclasses.fields(Job)}
 
 INDEX_ALL, INDEX_STATUS, INDEX_SERVICE = "byTenant", "byTenantStatus", "byTenantService"
 
@@ -74,6 +75,18 @@ def deserialize(item: dict[str, Any]) -> dict[str, Any]:
 def job_from_item(item: dict[str, Any]) -> Job:
     data = deserialize(item)
     return Job(**{_ATTRS[k]: v for k, v in data.items() if k in _ATTRS})
+
+
+def apply(job: Job, values: dict[str, Any]) -> Job:
+    """The job as it will be once `values` (item attribute names) are written."""
+    changes = {}
+    for attr, value in values.items():
+        if attr in _ATTRS:
+            f = _JOB_FIELDS[_ATTRS[attr]]
+            if value is None and f.default_factory is not dataclasses.MISSING:
+                value = f.default_factory()  # a removed attribute reads back as its default
+            changes[f.name] = value
+    return dataclasses.replace(job, **changes)
 
 
 def job_to_item(job: Job) -> dict[str, Any]:
@@ -265,25 +278,53 @@ class JobStore:
              ":running": RUNNING, ":tok": token},
         )
 
-    def cancel(self, tenant: str, job_id: str, now: float) -> Job:
+    def cancel(self, tenant: str, job_id: str, now: float, values: dict[str, Any]) -> Job:
         """Queued or running → canceled, at once. Returns the job as it was before."""
         key = self._key(tenant, job_id)
+        names = {f"#a{i}": k for i, k in enumerate(values)}
+        sets = "".join(f", #a{i} = :v{i}" for i in range(len(values)))
+        vals = {f":v{i}": v for i, v in enumerate(values.values())}
         try:
             out = self._db.update_item(
                 TableName=self._table, Key=key,
-                UpdateExpression="SET #st = :c, g2pk = :g2, completedAt = :now "
+                UpdateExpression=f"SET #st = :c, g2pk = :g2, completedAt = :now{sets} "
                                  "REMOVE leaseToken, leaseUntil",
                 ConditionExpression="expiresAt > :now AND (#st = :q OR #st = :r)",
-                ExpressionAttributeNames={"#st": "status"},
+                ExpressionAttributeNames={"#st": "status", **names},
                 ExpressionAttributeValues=serialize({
-                    ":c": CANCELED, ":g2": f"{tenant}#{CANCELED}", ":now": now, ":q": QUEUED,
-                    ":r": RUNNING}),
+                    **vals, ":c": CANCELED, ":g2": f"{tenant}#{CANCELED}", ":now": now,
+                    ":q": QUEUED, ":r": RUNNING}),
                 ReturnValues="ALL_OLD",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
             raise self._conflict(exc) from exc
         return job_from_item(out["Attributes"])
+
+    def record_delivery(self, tenant: str, job_id: str, delivery: dict[str, Any],
+                        delivered: bool, at: float) -> Job | None:
+        """Append one webhook attempt to the job and count it. None when the event is no
+        longer pending (delivered or given up by another copy of the message)."""
+        try:
+            return self._update(
+                tenant, job_id,
+                "SET deliveries = list_append(if_not_exists(deliveries, :empty), :d), "
+                "callbackAttempts = if_not_exists(callbackAttempts, :zero) + :one, "
+                "callbackLastAt = :at, callbackLastError = :err, callbackState = :state",
+                "callbackState = :pending",
+                {":empty": [], ":d": [delivery], ":zero": 0, ":one": 1, ":at": at,
+                 ":err": delivery.get("error") or "", ":pending": "pending",
+                 ":state": "delivered" if delivered else "pending"},
+                names={},
+            )
+        except Conflict:
+            return None
+
+    def set_callback_state(self, tenant: str, job_id: str, state: str, expect: str) -> Job:
+        return self._update(
+            tenant, job_id, "SET callbackState = :s", "callbackState = :e AND attribute_exists(#st)",
+            {":s": state, ":e": expect},
+        )
 
     def update_fields(self, tenant: str, job_id: str, values: dict[str, Any]) -> None:
         names = {f"#a{i}": k for i, k in enumerate(values)}
@@ -328,11 +369,14 @@ class JobStore:
         self, tenant: str, job_id: str, update: str, condition: str, values: dict[str, Any],
         names: dict[str, str] | None = None,
     ) -> Job:
+        names = dict(names or {})
+        if "#st" in update or "#st" in condition:
+            names["#st"] = "status"
+        kwargs = {"ExpressionAttributeNames": names} if names else {}
         try:
             out = self._db.update_item(
                 TableName=self._table, Key=self._key(tenant, job_id),
-                UpdateExpression=update, ConditionExpression=condition,
-                ExpressionAttributeNames={"#st": "status", **(names or {})},
+                UpdateExpression=update, ConditionExpression=condition, **kwargs,
                 ExpressionAttributeValues=serialize(values),
                 ReturnValues="ALL_NEW", ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )

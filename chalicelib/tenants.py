@@ -59,6 +59,7 @@ class TenantStore:
     def __init__(self, client: Any, table: str, cache_seconds: float = CACHE_SECONDS):
         self._db, self._table, self._ttl = client, table, cache_seconds
         self._cache: dict[str, tuple[float, Tenant | None]] = {}
+        self._tenants: dict[str, tuple[float, Tenant | None]] = {}
         self._lock = threading.Lock()
 
     def put_tenant(self, tenant: Tenant) -> None:
@@ -89,6 +90,17 @@ class TenantStore:
                       callback_max_retries=d.get("callbackMaxRetries"),
                       max_active=d.get("maxActive"))
 
+    def get_tenant_cached(self, name: str) -> Tenant | None:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._tenants.get(name)
+        if hit and now - hit[0] < self._ttl:
+            return hit[1]
+        tenant = self.get_tenant(name)
+        with self._lock:
+            self._tenants[name] = (now, tenant)
+        return tenant
+
     def authenticate(self, authorization: str | None) -> Tenant:
         named, api_key = parse_authorization(authorization)
         digest = key_digest(api_key)
@@ -112,4 +124,4 @@ class TenantStore:
                                 Key=serialize({"pk": f"KEY#{digest}", "sk": "KEY"}))
         if "Item" not in out:
             return None
-        return self.get_tenant(deserialize(out["Item"])["tenant"])
+        return self.get_tenant_cached(deserialize(out["Item"])["tenant"])

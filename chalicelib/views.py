@@ -1,12 +1,46 @@
-"""Bodies that are the same for every tenant."""
+"""How records become response bodies: the job resource (with a fresh presigned result
+URL), the webhook event, the service list."""
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Callable
 from typing import Any
 
 from . import services
-from .models import ServiceInfo, ServiceList
+from .blobs import BlobStore
+from .jobs import Job, iso, presign_seconds, to_resource
+from .models import Delivery, JobResource, ServiceInfo, ServiceList
 from .settings import Settings
+
+EVENT_TYPE = "job.finished"
+
+
+class JobView:
+    def __init__(self, blobs: BlobStore, settings: Settings, clock: Callable[[], float] = time.time):
+        self.blobs, self.settings, self.clock = blobs, settings, clock
+
+    def resource(self, job: Job, base: str | None = None) -> JobResource:
+        now = self.clock()
+        result_url = None
+        if job.result_valid(now):
+            seconds = presign_seconds(job.valid_until or now, now, self.settings.presign_max_seconds)
+            result_url = self.blobs.presign(job.result_key or "", seconds)
+        service = services.get(job.service)
+        base = base or job.base_url or ""
+        return to_resource(
+            job, job_url=f"{base}/v1/jobs/{job.job_id}", result_url=result_url,
+            status_variables=list(service.status_variables) if service else [],
+        )
+
+    def event(self, job: Job) -> str:
+        """The webhook body for the job's end, rendered once and stored with the terminal
+        state, so every retry sends the very same event."""
+        data = self.resource(job).dump()
+        data.pop("callback", None)
+        body = {"type": EVENT_TYPE, "timestamp": iso(job.completed_at), "data": data}
+        return json.dumps(body, separators=(",", ":"))
 
 
 def services_body(settings: Settings) -> dict[str, Any]:
@@ -21,3 +55,11 @@ def services_body(settings: Settings) -> dict[str, Any]:
         for s in services.all_services()
     ]
     return ServiceList(services=items).dump()
+
+
+def deliveries_body(job: Job) -> dict[str, Any]:
+    """Every webhook attempt, oldest first, numbered in order."""
+    items = [Delivery(attempt=i, at=d["at"], status_code=d.get("statusCode"),
+                      error=d.get("error"), duration_ms=int(d.get("durationMs", 0))).dump()
+             for i, d in enumerate(job.deliveries, start=1)]
+    return {"deliveries": items}

@@ -20,7 +20,8 @@ from .jobs import FAILED, RUNNING, SUCCEEDED, Job, iso, retry_delay
 from .queue import Dispatcher
 from .services.base import LEVELS, Canceled, Result
 from .settings import Settings
-from .store import Conflict, JobStore
+from .store import Conflict, JobStore, apply
+from .views import JobView
 
 log = logging.getLogger("jobgate.worker")
 LEASE_MARGIN = 30.0
@@ -119,10 +120,11 @@ class RunContext:
 class Worker:
     def __init__(
         self, store: JobStore, blobs: BlobStore, dispatcher: Dispatcher, settings: Settings,
-        clock: Callable[[], float] = time.time,
+        view: JobView, clock: Callable[[], float] = time.time,
         after_end: Callable[[Job], None] | None = None,
     ):
         self.store, self.blobs, self.dispatcher, self.settings = store, blobs, dispatcher, settings
+        self.view = view
         self.clock = clock
         self.after_end = after_end or (lambda job: None)
 
@@ -164,15 +166,30 @@ class Worker:
             # after it lapses, in case that worker dies.
             raise Retry(int((job.lease_until or now) - now) + 1, "lease held")
         # Attempts are used up and no one holds the job (its last worker died).
+        self.fail_abandoned(job, "attempts_exhausted", "the job's worker stopped responding")
+
+    def fail_abandoned(self, job: Job, code: str, default_message: str) -> None:
+        """End a job nobody holds (queued, or its lease lapsed) as failed."""
+        now = self.clock()
+        values: dict[str, Any] = {"errorCode": code,
+                                  "errorMessage": job.error_message or default_message}
         try:
-            ended = self.store.finish(job.tenant, job.job_id, None, FAILED, {
-                "errorCode": "attempts_exhausted",
-                "errorMessage": job.error_message or "the job's worker stopped responding",
-                "callbackState": "pending" if job.callback_url else None,
-            }, now)
-        except Conflict:
+            ended = self.store.finish(job.tenant, job.job_id, None, FAILED,
+                                      self._with_event(job, FAILED, values, now), now)
+        except Conflict as lost:
+            if lost.job is not None and lost.job.terminal:
+                self.after_end(lost.job)
             return
         self.after_end(ended)
+
+    def _with_event(self, job: Job, status: str, values: dict[str, Any], now: float
+                    ) -> dict[str, Any]:
+        """Add the webhook event (rendered from the terminal state) to a terminal write."""
+        if not job.callback_url:
+            return values
+        values = {**values, "callbackState": "pending"}
+        ended = apply(job, {**values, "status": status, "completedAt": now})
+        return {**values, "callbackEvent": self.view.event(ended)}
 
     def _run(self, job: Job, service: services.Service, token: str, deadline: float) -> None:
         ctx = RunContext(self, job, token, deadline)
@@ -189,6 +206,9 @@ class Worker:
             value = service.handler(data, ctx)
         except Canceled:
             log.info("job canceled while running", extra={"jobId": job.job_id})
+            current = self.store.get(job.tenant, job.job_id, self.clock())
+            if current is not None and current.terminal:
+                self.after_end(current)
             return
         except ValidationError as exc:
             self._end(job, token, FAILED, {"errorCode": "invalid_input",
@@ -243,11 +263,15 @@ class Worker:
             values = {**ctx.latest_progress, **values}  # what throttling held back
             values["statusVars"] = ctx.status_vars or None
             values.update(self._store_log(job, token, ctx.lines))
-        if job.callback_url:
-            values["callbackState"] = "pending"
+        now = self.clock()
         try:
-            ended = self.store.finish(job.tenant, job.job_id, token, status, values, self.clock())
-        except Conflict:
+            ended = self.store.finish(job.tenant, job.job_id, token, status,
+                                      self._with_event(job, status, values, now), now)
+        except Conflict as lost:
+            # Canceled (or re-leased) meanwhile; whoever ended it may have died before
+            # queueing its webhook, so make sure it is queued.
+            if lost.job is not None and lost.job.terminal:
+                self.after_end(lost.job)
             return None
         self.after_end(ended)
         return ended

@@ -32,7 +32,8 @@ class Env:
     def settings(self, **changes: Any) -> None:
         """Change settings for this test (they are frozen: swap them everywhere)."""
         new = dataclasses.replace(self.rt.settings, **changes)
-        self.rt.settings = self.rt.api.settings = self.rt.worker.settings = new
+        for part in (self.rt, self.rt.api, self.rt.api.view, self.rt.worker, self.rt.deliverer):
+            part.settings = new
 
     def messages(self, kind: str = "jobs", wait: int = 0, max_n: int = 10) -> list[dict[str, Any]]:
         out = self.rt.clients.sqs.receive_message(

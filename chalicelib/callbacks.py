@@ -1,0 +1,91 @@
+"""The callback Lambda's work: deliver one webhook event, record the attempt, and decide
+when to try again. The message carries the event as rendered at the job's end, so every
+retry (and every duplicate of the message) sends the very same event under one id."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from . import webhooks
+from .jobs import iso
+from .queue import Dispatcher
+from .settings import Settings
+from .store import Conflict, JobStore
+from .tenants import TenantStore
+from .worker import Malformed, Retry
+
+log = logging.getLogger("jobgate.callbacks")
+USER_AGENT = "Jobgate-Webhooks/1.0"
+
+
+def parse_message(body: str) -> dict[str, Any]:
+    try:
+        msg = json.loads(body)
+        for field in ("tenant", "jobId", "eventId", "url", "event"):
+            if not isinstance(msg[field], str) or not msg[field]:
+                raise ValueError(field)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise Malformed(f"not a callback message: {exc!r}") from exc
+    return msg
+
+
+class Deliverer:
+    def __init__(
+        self, store: JobStore, tenants: TenantStore, dispatcher: Dispatcher, settings: Settings,
+        dlq_url: str, clock: Callable[[], float] = time.time,
+        send: Callable[..., webhooks.Attempt] = webhooks.post,
+    ):
+        self.store, self.tenants, self.dispatcher, self.settings = store, tenants, dispatcher, settings
+        self.dlq_url, self.clock, self.send = dlq_url, clock, send
+
+    def process(self, body: str) -> None:
+        """Returns when the message may be deleted; raises Retry to try again later."""
+        msg = parse_message(body)
+        tenant_name, job_id = msg["tenant"], msg["jobId"]
+        tenant = self.tenants.get_tenant_cached(tenant_name)
+        if tenant is None:
+            log.warning("callback for an unknown tenant dropped", extra={"tenant": tenant_name})
+            return
+        now = self.clock()
+        stamp = int(now)
+        headers = {
+            "Content-Type": "application/json", "User-Agent": USER_AGENT,
+            "webhook-id": msg["eventId"], "webhook-timestamp": str(stamp),
+            "webhook-signature": webhooks.sign(tenant.webhook_secrets, msg["eventId"], stamp,
+                                               msg["event"]),
+        }
+        attempt = self.send(msg["url"], headers, msg["event"],
+                            allow_private=self.settings.allow_private_callbacks)
+        delivery = {"at": iso(now), "statusCode": attempt.status_code, "error": attempt.error,
+                    "durationMs": attempt.duration_ms}
+        job = self.store.record_delivery(tenant_name, job_id, delivery, delivered=attempt.ok,
+                                         at=now)
+        interval = tenant.callback_retry_interval or self.settings.callback_retry_interval_seconds
+        max_retries = tenant.callback_max_retries
+        if max_retries is None:
+            max_retries = self.settings.callback_max_retries
+        n = (job.callback_attempts - int(msg.get("base", 0))) if job else 0
+        fields = {"tenant": tenant_name, "jobId": job_id, "eventId": msg["eventId"],
+                  "attempt": n, "statusCode": attempt.status_code, "durationMs": attempt.duration_ms}
+        if job is None:
+            log.info("webhook event no longer pending; duplicate message dropped", extra=fields)
+            return
+        if attempt.ok:
+            log.info("webhook delivered", extra=fields)
+            return
+        if n - 1 < max_retries:
+            delay = webhooks.retry_delay(n, interval)
+            log.warning("webhook attempt failed: %s; retry in %ss", attempt.error, delay,
+                        extra={**fields, "error": attempt.error, "retryIn": delay})
+            raise Retry(delay, attempt.error or "failed")
+        log.error("webhook attempt failed: %s; no retries left", attempt.error,
+                  extra={**fields, "error": attempt.error})
+        try:
+            self.store.set_callback_state(tenant_name, job_id, "failed", "pending")
+        except Conflict:
+            pass
+        self.dispatcher.send_raw(self.dlq_url, body)

@@ -1,0 +1,50 @@
+"""A real HTTP webhook receiver on 127.0.0.1 that answers from a script."""
+
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class Receiver:
+    """`script` is a list of status codes (or ("sleep", seconds)); the last one repeats."""
+
+    def __init__(self, script: list[Any] | None = None):
+        self.script = list(script or [200])
+        self.requests: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length).decode()
+                with outer._lock:
+                    outer.requests.append({"headers": dict(self.headers.items()), "body": body,
+                                           "path": self.path, "at": time.time()})
+                    step = outer.script[min(len(outer.requests), len(outer.script)) - 1]
+                if isinstance(step, tuple) and step[0] == "sleep":
+                    time.sleep(step[1])
+                    step = 200
+                self.send_response(step)
+                if 300 <= step < 400:
+                    self.send_header("Location", "http://127.0.0.1:9/elsewhere")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks?corr=abc"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Receiver:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.shutdown()
+        self.server.server_close()
