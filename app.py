@@ -12,12 +12,21 @@ from chalice import Chalice, Response
 
 from chalicelib import runtime
 from chalicelib.errors import ApiError
-from chalicelib.http import base_url, parse_submit_body, query_params, render, render_error
+from chalicelib.http import (
+    base_url,
+    media_type,
+    parse_prefer,
+    parse_submit_body,
+    query_params,
+    render,
+    render_error,
+)
 from chalicelib.views import deliveries_body
 
 STAGE = os.environ.get("JOBGATE_STAGE", "dev")
 PREFIX = os.environ.get("JOBGATE_QUEUE_PREFIX", f"jobgate-{STAGE}")
 MAX_BODY = 4 * 1024 * 1024
+RESERVED = {"runId": "runId", "callbackUrl": "callbackUrl", "logLevel": "logLevel"}
 
 app = Chalice(app_name="jobgate")
 app.log.setLevel(logging.INFO)
@@ -65,6 +74,20 @@ def list_services(rt: Any, request: Any, tenant: Any) -> Response:
 def submit(rt: Any, request: Any, tenant: Any) -> Response:
     req = rt.api.parse_request(parse_submit_body(request, MAX_BODY))
     submitted = rt.api.submit(tenant, req, base_url(request))
+    return _accepted(rt, request, submitted)
+
+
+@endpoint("/v1/services/{service}/jobs", ["POST"])
+def submit_document(rt: Any, request: Any, tenant: Any, service: str) -> Response:
+    """Hop's asyncRun: the raw body is the service's content, query parameters its variables."""
+    content = request.raw_body or b""
+    if len(content) > MAX_BODY:
+        raise ApiError(413, "payload_too_large", f"the document exceeds {MAX_BODY} bytes")
+    params = query_params(request)
+    fields = {name: params.pop(key) for key, name in RESERVED.items() if key in params}
+    req = rt.api.parse_request({"service": service, "variables": params, **fields})
+    submitted = rt.api.submit(tenant, req, base_url(request), content=content,
+                              content_type=media_type(request) or None)
     return _accepted(rt, request, submitted)
 
 
@@ -126,13 +149,30 @@ def get_log(rt: Any, request: Any, tenant: Any, jobId: str) -> Response:  # noqa
 
 
 def _accepted(rt: Any, request: Any, submitted: Any) -> Response:
+    """202 (or 200 for a replayed runId, or for a job that ended within Prefer: wait)."""
     job = submitted.job
     base = base_url(request)
-    location = f"{base}/v1/jobs/{job.job_id}"
-    body = rt.api.resource(job, base).dump()
+    headers = {"Location": f"{base}/v1/jobs/{job.job_id}"}
     if submitted.replayed:
-        return render(request, 200, body, {"Location": location, "Idempotent-Replayed": "true"})
-    return render(request, 202, body, {"Location": location, "Retry-After": "1"})
+        headers["Idempotent-Replayed"] = "true"
+    respond_async, wait = parse_prefer(request.headers.get("prefer"))
+    applied = []
+    if wait is not None and not job.terminal:
+        job = rt.api.wait_for_end(job, wait)
+    if wait is not None:
+        applied.append(f"wait={wait}")
+    if job.terminal or submitted.replayed:
+        if job.terminal and wait is not None:
+            headers["Preference-Applied"] = applied[0]
+        status = 200
+    else:
+        if respond_async:
+            applied.insert(0, "respond-async")
+        if applied:
+            headers["Preference-Applied"] = ", ".join(applied)
+        headers["Retry-After"] = "1"
+        status = 202
+    return render(request, status, rt.api.resource(job, base).dump(), headers)
 
 
 # -- SQS handlers ----------------------------------------------------------------------------

@@ -50,6 +50,8 @@ class JobsApi:
     ):
         self.store, self.blobs, self.dispatcher, self.settings = store, blobs, dispatcher, settings
         self.view = view
+        self.active = ActiveJobs(store, clock)
+        self.sleep, self.monotonic = time.sleep, time.monotonic  # replaceable in tests
         self._secret = cursor_secret
         self.clock = clock
 
@@ -69,25 +71,36 @@ class JobsApi:
             raise conflict("service_disabled", f"service {name!r} is disabled")
         return service
 
-    def validate_input(self, service: services.Service, data: Any, where: str = "input") -> None:
-        if service.input_model is None:
-            return
-        try:
-            service.input_model.model_validate(data or {})
-        except ValidationError as exc:
-            errors = exc.errors(include_url=False, include_context=False)
-            for e in errors:
-                e["loc"] = (where, *e.get("loc", ()))
-            raise validation_error(errors, f"input does not match {service.name}'s model") from None
+    def validate_input(self, service: services.Service, data: Any, where: str = "input",
+                       variables: dict[str, str] | None = None) -> None:
+        checks = [(service.input_model, data or {}, where, "input")]
+        if service.variables_model is not None and variables is not None:
+            checks.append((service.variables_model, variables, "variables", "variables"))
+        for model, value, loc, what in checks:
+            if model is None:
+                continue
+            try:
+                model.model_validate(value)
+            except ValidationError as exc:
+                errors = exc.errors(include_url=False, include_context=False)
+                for e in errors:
+                    e["loc"] = (loc, *e.get("loc", ()))
+                raise validation_error(
+                    errors, f"{what} does not match {service.name}'s model") from None
 
     def submit(
         self, tenant: Tenant, req: SubmitRequest, base: str, content: bytes | None = None,
         content_type: str | None = None,
     ) -> Submitted:
         service = self.service_for(req.service)
-        self.validate_input(service, req.input)
+        self.validate_input(service, req.input, variables=req.variables)
+        if service.content_required and not content:
+            raise validation_error([{"loc": ("content",), "msg": "a document is required",
+                                     "type": "missing"}],
+                                   f"POST the document to /v1/services/{service.name}/jobs")
         for i, step in enumerate(req.chain):
-            self.validate_input(self.service_for(step.service), step.input, f"chain[{i}].input")
+            self.validate_input(self.service_for(step.service), step.input, f"chain[{i}].input",
+                                variables=step.variables)
         if req.callback_url:
             problem = check_callback_url(req.callback_url, self.settings.allow_private_callbacks)
             if problem:
@@ -108,7 +121,7 @@ class JobsApi:
             chain=[s.model_dump(by_alias=True, exclude_none=True) for s in req.chain],
             request_hash=request_hash, content_type=content_type, base_url=base,
         )
-        self._check_capacity()
+        self._check_capacity(tenant)
         try:
             if content is not None:
                 if len(content) <= INLINE_CONTENT_LIMIT:
@@ -130,13 +143,22 @@ class JobsApi:
             raise unavailable(f"cannot queue the job now ({_aws_code(exc)})") from exc
         return Submitted(job, replayed=False)
 
-    def _check_capacity(self) -> None:
+    def _check_capacity(self, tenant: Tenant) -> None:
+        """503 above the queue depth, 429 above the tenant's active jobs. Both figures are
+        cached for a few seconds per container: one AWS call per interval, not per submit."""
         try:
             waiting = self.dispatcher.jobs_waiting()
+            limit = tenant.max_active or self.settings.tenant_max_active
+            active = self.active.count(tenant.name, limit + 1)
         except (ClientError, BotoCoreError):
-            return  # the depth is a hint; SendMessage itself still decides
+            return  # the figures are hints; SendMessage itself still decides
         if waiting >= self.settings.max_queue_depth:
             raise unavailable(f"{waiting} jobs are waiting; try again later", retry_after=30)
+        if active >= limit:
+            raise ApiError(429, "quota_exceeded",
+                           f"{active} jobs queued or running; this tenant may have {limit}",
+                           headers={"Retry-After": "10"})
+        self.active.added(tenant.name)
 
     def _forget(self, job: Job) -> None:
         try:
@@ -162,6 +184,20 @@ class JobsApi:
             except (ClientError, BotoCoreError):
                 pass
         return Submitted(job, replayed=True)
+
+    def wait_for_end(self, job: Job, seconds: int) -> Job:
+        """Prefer: wait=N. Re-reads with a growing pause (0.1 s doubling to 1 s): about a
+        dozen reads for 20 s, never a tight loop."""
+        deadline = self.monotonic() + seconds
+        pause = 0.1
+        while not job.terminal:
+            left = deadline - self.monotonic()
+            if left <= 0:
+                break
+            self.sleep(min(pause, left))
+            pause = min(1.0, pause * 2)
+            job = self.store.get(job.tenant, job.job_id, self.clock()) or job
+        return job
 
     # -- reads -------------------------------------------------------------------------
     def get(self, tenant: Tenant, job_id: str) -> Job:
@@ -272,6 +308,28 @@ class JobsApi:
                 return self.blobs.presign(job.log_key, self.settings.presign_max_seconds), ""
             return None, data.decode("utf-8", "replace")
         return None, job.log_inline or ""
+
+
+class ActiveJobs:
+    """A tenant's queued + running jobs, counted on the status index at most every
+    `ttl` seconds per container, plus the submits this container made since."""
+
+    def __init__(self, store: JobStore, clock: Callable[[], float], ttl: float = 5.0):
+        self._store, self._clock, self._ttl = store, clock, ttl
+        self._seen: dict[str, tuple[float, int]] = {}
+
+    def count(self, tenant: str, cap: int) -> int:
+        now = self._clock()
+        hit = self._seen.get(tenant)
+        if hit is None or now - hit[0] >= self._ttl:
+            hit = (now, self._store.count_active(tenant, cap, now))
+            self._seen[tenant] = hit
+        return hit[1]
+
+    def added(self, tenant: str) -> None:
+        if tenant in self._seen:
+            at, n = self._seen[tenant]
+            self._seen[tenant] = (at, n + 1)
 
 
 def _request_hash(req: SubmitRequest, content: bytes | None) -> str:

@@ -34,6 +34,10 @@ class BlobStore:
         self._s3.upload_fileobj(stream, self._bucket, key, ExtraArgs={"ContentType": content_type})
         return int(self._s3.head_object(Bucket=self._bucket, Key=key)["ContentLength"])
 
+    def copy(self, source: str, target: str) -> None:
+        """Server-side copy (no bytes through the Lambda), for a chain's next content."""
+        self._s3.copy({"Bucket": self._bucket, "Key": source}, self._bucket, target)
+
     def get(self, key: str) -> bytes | None:
         try:
             return self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()

@@ -94,3 +94,23 @@ def query_params(request: Any) -> dict[str, str]:
     """Single-valued query parameters (the last value wins for repeated names)."""
     params = request.query_params
     return {k: params.getlist(k)[-1] for k in params} if params else {}
+
+
+MAX_WAIT = 20
+
+
+def parse_prefer(header: str | None) -> tuple[bool, int | None]:
+    """RFC 7240 `Prefer`: (respond-async asked, wait seconds capped at 20 or None)."""
+    respond_async, wait = False, None
+    for part in (header or "").split(","):
+        token = part.split(";")[0].strip()
+        name, _, value = token.partition("=")
+        name = name.strip().lower()
+        if name == "respond-async":
+            respond_async = True
+        elif name == "wait":
+            try:
+                wait = max(0, min(MAX_WAIT, int(value.strip().strip('"'))))
+            except ValueError:
+                continue  # an unusable preference is ignored, as RFC 7240 says
+    return respond_async, wait

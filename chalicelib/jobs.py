@@ -61,6 +61,7 @@ class Job:
     base_url: str | None = None
     callback_event: str | None = None
     deliveries: list[dict[str, Any]] = field(default_factory=list)
+    chain_started: bool = False
 
     @property
     def terminal(self) -> bool:

@@ -12,12 +12,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from . import services
 from .api import JobsApi
 from .batch import Record
-from .blobs import BlobStore
+from .blobs import BlobStore, content_key
 from .callbacks import Deliverer
 from .connections import Clients, create_clients
-from .jobs import RUNNING, Job
+from .jobs import QUEUED, RUNNING, SUCCEEDED, Job
 from .queue import Dispatcher
 from .settings import Settings
 from .store import JobStore
@@ -45,6 +46,29 @@ class Runtime:
         if job.callback_url and job.callback_state == "pending" and job.callback_event:
             self.dispatcher.send_callback(job.tenant, job.job_id, event_id(job), job.callback_url,
                                           job.callback_event)
+        if job.status == SUCCEEDED and job.chain and job.next and not job.chain_started:
+            self.start_next(job)
+
+    def start_next(self, job: Job) -> None:
+        """The chain's next job: its ID was fixed in the previous job's terminal write, so
+        repeating this after a crash creates nothing twice."""
+        step, now = job.chain[0], time.time()
+        service = services.get(step["service"])
+        nxt = Job(
+            tenant=job.tenant, job_id=job.next or "", service=step["service"], status=QUEUED,
+            created_at=now, expires_at=now + self.settings.job_ttl_seconds,
+            input=step.get("input"), variables=dict(step.get("variables") or {}),
+            log_level=job.log_level, callback_url=job.callback_url, chain=job.chain[1:],
+            previous=job.job_id, base_url=job.base_url, content_type=job.result_type,
+            max_attempts=(service.max_attempts if service else None)
+            or self.settings.job_max_attempts,
+        )
+        if job.result_key:
+            nxt.content_key = content_key(job.tenant, nxt.job_id)
+            self.blobs.copy(job.result_key, nxt.content_key)
+        self.store.create_if_absent(nxt)
+        self.dispatcher.send_job(job.tenant, nxt.job_id)
+        self.store.update_fields(job.tenant, job.job_id, {"chainStarted": True})
 
     def redeliver(self, job: Job) -> None:
         """Send the stored event again, as a schedule of its own (retries count from now)."""

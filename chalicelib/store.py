@@ -162,6 +162,24 @@ class JobStore:
         jobs = jobs[:limit]
         return Page(jobs, jobs[-1].job_id if more and jobs else None)
 
+    def count_active(self, tenant: str, cap: int, now: float) -> int:
+        """Queued + running jobs, counting at most `cap` (so the read cost is bounded)."""
+        total = 0
+        for status in (QUEUED, RUNNING):
+            kwargs: dict[str, Any] = {
+                "TableName": self._table, "IndexName": INDEX_STATUS, "Select": "COUNT",
+                "KeyConditionExpression": "g2pk = :pk", "FilterExpression": "expiresAt > :now",
+                "ExpressionAttributeValues": serialize({":pk": f"{tenant}#{status}", ":now": now}),
+            }
+            while total < cap:
+                kwargs["Limit"] = cap - total
+                out = self._db.query(**kwargs)
+                total += out.get("Count", 0)
+                if "LastEvaluatedKey" not in out:
+                    break
+                kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
+        return total
+
     # -- submit ------------------------------------------------------------------------
     def create(self, job: Job) -> None:
         """Write a new job; with a runId, atomically with the runId's claim."""
@@ -191,6 +209,14 @@ class JobStore:
             if existing is None:
                 raise
             raise RunIdTaken(*existing) from exc
+
+    def create_if_absent(self, job: Job) -> None:
+        """For a chain's next job, whose ID was fixed by the previous job's end."""
+        try:
+            self.create(job)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
 
     def run_id_owner(self, tenant: str, run_id: str) -> tuple[str, str] | None:
         out = self._db.get_item(

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from . import services
 from .blobs import BlobStore, log_key, result_key
+from .ids import new_job_id
 from .jobs import FAILED, RUNNING, SUCCEEDED, Job, iso, retry_delay
 from .queue import Dispatcher
 from .services.base import LEVELS, Canceled, Result
@@ -252,6 +253,7 @@ class Worker:
             "validUntil": self.clock() + ttl, "progressPercent": 100.0,
             "progressMessage": ctx.latest_progress.get("progressMessage"),
             "errorCode": None, "errorMessage": None,
+            "next": new_job_id() if job.chain else None,
         }, ctx)
         if ended is None:
             self.blobs.delete(key)  # canceled meanwhile: the late result is dropped

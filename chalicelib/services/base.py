@@ -53,6 +53,8 @@ class Service:
     timeout_seconds: int = 300
     result_ttl_seconds: int | None = None
     max_attempts: int | None = None
+    variables_model: type[BaseModel] | None = None  # checks Hop-style string variables
+    content_required: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def input_schema(self) -> dict[str, Any]:
