@@ -10,7 +10,7 @@ from typing import Any
 
 from chalice import Chalice, Response
 
-from chalicelib import runtime
+from chalicelib import runtime, telemetry
 from chalicelib.errors import ApiError
 from chalicelib.http import (
     base_url,
@@ -29,7 +29,8 @@ MAX_BODY = 4 * 1024 * 1024
 RESERVED = {"runId": "runId", "callbackUrl": "callbackUrl", "logLevel": "logLevel"}
 
 app = Chalice(app_name="jobgate")
-app.log.setLevel(logging.INFO)
+telemetry.setup()
+log = logging.getLogger("jobgate.api")
 ANY = ["*/*"]  # media types are checked in our code, so errors keep our error body
 
 
@@ -44,11 +45,13 @@ def endpoint(path: str, methods: list[str], auth: bool = True) -> Callable[..., 
                 rt = runtime.get()
                 tenant = rt.tenants.authenticate(request.headers.get("authorization")) \
                     if auth else None
-                return view(rt, request, tenant, **params)
+                with telemetry.bound(tenant=getattr(tenant, "name", None), route=path,
+                                     jobId=params.get("jobId")):
+                    return view(rt, request, tenant, **params)
             except ApiError as err:
                 return render_error(request, err)
             except Exception:  # noqa: BLE001  (never a bare 500 body)
-                app.log.exception("unhandled error on %s %s", request.method, path)
+                log.exception("unhandled error on %s %s", request.method, path)
                 return render_error(request, ApiError(
                     503, "unavailable", "temporarily unable to serve this request",
                     headers={"Retry-After": "5"}))

@@ -15,7 +15,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
-from . import services
+from . import services, telemetry
 from .blobs import BlobStore, content_key
 from .errors import ApiError, bad_request, conflict, not_found, validation_error
 from .ids import is_job_id, new_job_id
@@ -141,6 +141,7 @@ class JobsApi:
         except (ClientError, BotoCoreError) as exc:
             self._forget(job)
             raise unavailable(f"cannot queue the job now ({_aws_code(exc)})") from exc
+        telemetry.metric("JobsSubmitted", JobService=service.name)
         return Submitted(job, replayed=False)
 
     def _check_capacity(self, tenant: Tenant) -> None:
@@ -262,6 +263,7 @@ class JobsApi:
             if exc.job is None or exc.job.expired(now):
                 raise not_found() from None
             raise conflict("job_finished", f"job is already {exc.job.status}") from None
+        telemetry.metric("JobsCanceled", JobService=job.service)
         return apply(before, {"status": CANCELED, "completedAt": now, **values}), \
             before.status != QUEUED
 

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from . import telemetry
+
 log = logging.getLogger("jobgate.batch")
 
 
@@ -53,7 +55,8 @@ def process(
     done: list[Record] = []
     for record in batch:
         try:
-            handle(record)
+            with telemetry.bound(messageId=record.message_id):
+                handle(record)
             done.append(record)
         except Exception as exc:  # noqa: BLE001  (isolate every record)
             if getattr(exc, "expected", False):

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import webhooks
+from . import telemetry, webhooks
 from .jobs import iso
 from .queue import Dispatcher
 from .settings import Settings
@@ -46,6 +46,7 @@ class Deliverer:
         """Returns when the message may be deleted; raises Retry to try again later."""
         msg = parse_message(body)
         tenant_name, job_id = msg["tenant"], msg["jobId"]
+        telemetry.bind(tenant=tenant_name, jobId=job_id)
         tenant = self.tenants.get_tenant_cached(tenant_name)
         if tenant is None:
             log.warning("callback for an unknown tenant dropped", extra={"tenant": tenant_name})
@@ -71,12 +72,14 @@ class Deliverer:
         n = (job.callback_attempts - int(msg.get("base", 0))) if job else 0
         fields = {"tenant": tenant_name, "jobId": job_id, "eventId": msg["eventId"],
                   "attempt": n, "statusCode": attempt.status_code, "durationMs": attempt.duration_ms}
+        telemetry.metric("CallbackAttempts")
         if job is None:
             log.info("webhook event no longer pending; duplicate message dropped", extra=fields)
             return
         if attempt.ok:
             log.info("webhook delivered", extra=fields)
             return
+        telemetry.metric("CallbackFailures")
         if n - 1 < max_retries:
             delay = webhooks.retry_delay(n, interval)
             log.warning("webhook attempt failed: %s; retry in %ss", attempt.error, delay,
@@ -84,6 +87,7 @@ class Deliverer:
             raise Retry(delay, attempt.error or "failed")
         log.error("webhook attempt failed: %s; no retries left", attempt.error,
                   extra={**fields, "error": attempt.error})
+        telemetry.metric("CallbacksGivenUp")
         try:
             self.store.set_callback_state(tenant_name, job_id, "failed", "pending")
         except Conflict:

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from . import services
+from . import services, telemetry
 from .blobs import BlobStore, log_key, result_key
 from .ids import new_job_id
 from .jobs import FAILED, RUNNING, SUCCEEDED, Job, iso, retry_delay
@@ -133,6 +133,7 @@ class Worker:
         """Handle one job message. Returns when the message may be deleted; raises Retry
         (hide and retry later) or Malformed (dead-letter it)."""
         tenant, job_id = parse_message(body)
+        telemetry.bind(tenant=tenant, jobId=job_id)
         now = self.clock()
         job = self.store.get(tenant, job_id, now)
         if job is None:
@@ -149,6 +150,9 @@ class Worker:
         except Conflict as conflict:
             self._not_claimed(conflict.job, now)
             return
+        telemetry.bind(service=job.service, attempt=job.attempts)
+        if job.attempts == 1:
+            telemetry.metric("QueueWait", round(now - job.created_at, 3), "Seconds")
         if service is None:
             self._end(job, token, FAILED, {"errorCode": "unknown_service",
                                            "errorMessage": f"service {job.service!r} is gone"})
@@ -181,6 +185,8 @@ class Worker:
             if lost.job is not None and lost.job.terminal:
                 self.after_end(lost.job)
             return
+        telemetry.metric("JobsFailed", JobService=job.service)
+        log.warning("abandoned job failed", extra={"errorCode": code})
         self.after_end(ended)
 
     def _with_event(self, job: Job, status: str, values: dict[str, Any], now: float
@@ -275,6 +281,11 @@ class Worker:
             if lost.job is not None and lost.job.terminal:
                 self.after_end(lost.job)
             return None
+        telemetry.metric(f"Jobs{status.title()}", JobService=job.service)
+        if status == SUCCEEDED and ended.started_at is not None:
+            telemetry.metric("JobDuration", round(now - ended.started_at, 3), "Seconds",
+                             JobService=job.service)
+        log.info("job %s", status, extra={"status": status})
         self.after_end(ended)
         return ended
 
