@@ -56,7 +56,7 @@ class Deliverer:
         headers = {
             "Content-Type": "application/json", "User-Agent": USER_AGENT,
             "webhook-id": msg["eventId"], "webhook-timestamp": str(stamp),
-            "webhook-signature": webhooks.sign(tenant.webhook_secrets, msg["eventId"], stamp,
+            "webhook-signature": webhooks.sign(tenant.signing_secrets(now), msg["eventId"], stamp,
                                                msg["event"]),
         }
         attempt = self.send(msg["url"], headers, msg["event"],

@@ -35,25 +35,29 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str, separators=(",", ":"))
 
 
-class _Stdout(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever sys.stdout is now (Lambda's, or a test's capture)."""
+class _Std(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stdout (or stderr) is now (Lambda's, or a test's capture)."""
+
+    def __init__(self, name: str = "stdout"):
+        super().__init__()
+        self._name = name
 
     @property  # type: ignore[override]
     def stream(self) -> Any:
-        return sys.stdout
+        return getattr(sys, self._name)
 
     @stream.setter
     def stream(self, _: Any) -> None:
         pass
 
 
-def setup(level: int = logging.INFO) -> None:
+def setup(level: int = logging.INFO, stream: str = "stdout") -> None:
     """Route the `jobgate` loggers to stdout as JSON lines. `jobgate` is also Chalice's
     app logger (its app_name): its plain-text handler is replaced."""
     root = logging.getLogger("jobgate")
-    if any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
+    if any(isinstance(h, _Std) and h._name == stream for h in root.handlers):
         return
-    handler = _Stdout()
+    handler = _Std(stream)
     handler.setFormatter(JsonFormatter())
     root.handlers = [handler]
     root.setLevel(level)

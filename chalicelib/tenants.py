@@ -1,6 +1,9 @@
-"""Tenants and their API keys. Keys are stored as SHA-256 digests (they are random,
-high-entropy tokens, so a fast hash is enough); a lookup is one GetItem, cached for a
-few seconds so a revoked key stops working almost at once."""
+"""Tenants, their API keys and webhook secrets.
+
+Keys are random tokens stored only as SHA-256 digests (high-entropy, so a fast hash is
+enough): `KEY#<digest>` answers "whose key is this" in one GetItem, and a twin item in
+the tenant's partition lists the tenant's keys. Lookups are cached for a few seconds, so
+a revoked key stops working almost at once. During a secret rotation both secrets sign."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import secrets
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,10 +30,39 @@ class Tenant:
     callback_retry_interval: int | None = None
     callback_max_retries: int | None = None
     max_active: int | None = None
+    rotation_ends_at: float | None = None  # the previous secret signs until then
+
+    def signing_secrets(self, now: float) -> list[str]:
+        """The current secret, plus the previous one while a rotation is open."""
+        if self.rotation_ends_at is not None and now < self.rotation_ends_at:
+            return self.webhook_secrets[:2]
+        return self.webhook_secrets[:1]
+
+
+@dataclass
+class KeyInfo:
+    key_id: str
+    tenant: str
+    created_at: float
+    label: str = ""
+    revoked_at: float | None = None
 
 
 def key_digest(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def key_id(digest: str) -> str:
+    """A public handle for a key (never enough to use it)."""
+    return digest[:12]
+
+
+def new_api_key() -> str:
+    return "jg_" + secrets.token_urlsafe(24)
+
+
+def new_webhook_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
 def parse_authorization(header: str | None) -> tuple[str | None, str]:
@@ -55,6 +88,10 @@ def unauthorized(message: str = "invalid credentials") -> ApiError:
                     headers={"WWW-Authenticate": 'Bearer, Basic realm="jobgate"'})
 
 
+def _tenant_key(name: str) -> dict[str, Any]:
+    return serialize({"pk": f"TENANT#{name}", "sk": "TENANT"})
+
+
 class TenantStore:
     def __init__(self, client: Any, table: str, cache_seconds: float = CACHE_SECONDS):
         self._db, self._table, self._ttl = client, table, cache_seconds
@@ -62,33 +99,34 @@ class TenantStore:
         self._tenants: dict[str, tuple[float, Tenant | None]] = {}
         self._lock = threading.Lock()
 
+    # -- tenants -----------------------------------------------------------------------
     def put_tenant(self, tenant: Tenant) -> None:
         values: dict[str, Any] = {"pk": f"TENANT#{tenant.name}", "sk": "TENANT",
                                   "name": tenant.name, "webhookSecrets": tenant.webhook_secrets}
         for attr, value in (("callbackRetryInterval", tenant.callback_retry_interval),
                             ("callbackMaxRetries", tenant.callback_max_retries),
-                            ("maxActive", tenant.max_active)):
+                            ("maxActive", tenant.max_active),
+                            ("rotationEndsAt", tenant.rotation_ends_at)):
             if value is not None:
                 values[attr] = value
         self._db.put_item(TableName=self._table, Item=serialize(values))
 
-    def add_key(self, tenant: str, api_key: str, created_at: float | None = None) -> str:
-        digest = key_digest(api_key)
-        self._db.put_item(TableName=self._table, Item=serialize({
-            "pk": f"KEY#{digest}", "sk": "KEY", "tenant": tenant,
-            "createdAt": created_at or time.time()}))
-        return digest
+    def create_tenant(self, tenant: Tenant) -> None:
+        """Like put_tenant, but never overwrites an existing tenant."""
+        values = serialize({"pk": f"TENANT#{tenant.name}", "sk": "TENANT", "name": tenant.name,
+                            "webhookSecrets": tenant.webhook_secrets, "createdAt": time.time()})
+        self._db.put_item(TableName=self._table, Item=values,
+                          ConditionExpression="attribute_not_exists(pk)")
 
     def get_tenant(self, name: str) -> Tenant | None:
-        out = self._db.get_item(TableName=self._table,
-                                Key=serialize({"pk": f"TENANT#{name}", "sk": "TENANT"}))
+        out = self._db.get_item(TableName=self._table, Key=_tenant_key(name), ConsistentRead=True)
         if "Item" not in out:
             return None
         d = deserialize(out["Item"])
         return Tenant(name=d["name"], webhook_secrets=list(d.get("webhookSecrets", [])),
                       callback_retry_interval=d.get("callbackRetryInterval"),
                       callback_max_retries=d.get("callbackMaxRetries"),
-                      max_active=d.get("maxActive"))
+                      max_active=d.get("maxActive"), rotation_ends_at=d.get("rotationEndsAt"))
 
     def get_tenant_cached(self, name: str) -> Tenant | None:
         now = time.monotonic()
@@ -101,6 +139,91 @@ class TenantStore:
             self._tenants[name] = (now, tenant)
         return tenant
 
+    def update_tenant(self, name: str, values: dict[str, Any]) -> None:
+        """Set (or, for None, remove) tenant attributes; the tenant must exist."""
+        sets = {k: v for k, v in values.items() if v is not None}
+        removes = [k for k, v in values.items() if v is None]
+        expr = []
+        if sets:
+            expr.append("SET " + ", ".join(f"#s{i} = :s{i}" for i in range(len(sets))))
+        if removes:
+            expr.append("REMOVE " + ", ".join(f"#r{i}" for i in range(len(removes))))
+        names = {f"#s{i}": k for i, k in enumerate(sets)}
+        names.update({f"#r{i}": k for i, k in enumerate(removes)})
+        kwargs: dict[str, Any] = {}
+        if sets:
+            kwargs["ExpressionAttributeValues"] = serialize(
+                {f":s{i}": v for i, v in enumerate(sets.values())})
+        self._db.update_item(TableName=self._table, Key=_tenant_key(name),
+                             UpdateExpression=" ".join(expr),
+                             ConditionExpression="attribute_exists(pk)",
+                             ExpressionAttributeNames=names, **kwargs)
+
+    # -- keys --------------------------------------------------------------------------
+    def add_key(self, tenant: str, api_key: str, label: str = "",
+                created_at: float | None = None) -> str:
+        """Store a key's digest (the lookup item and the tenant's listing item, atomically)."""
+        digest = key_digest(api_key)
+        at = created_at or time.time()
+        self._db.transact_write_items(TransactItems=[
+            {"Put": {"TableName": self._table, "Item": serialize({
+                "pk": f"KEY#{digest}", "sk": "KEY", "tenant": tenant, "createdAt": at})}},
+            {"Put": {"TableName": self._table, "Item": serialize({
+                "pk": f"TENANT#{tenant}", "sk": f"KEY#{key_id(digest)}", "digest": digest,
+                "createdAt": at, "label": label})}},
+        ])
+        return key_id(digest)
+
+    def list_keys(self, tenant: str) -> list[KeyInfo]:
+        out = self._db.query(
+            TableName=self._table, KeyConditionExpression="pk = :pk AND begins_with(sk, :k)",
+            ExpressionAttributeValues=serialize({":pk": f"TENANT#{tenant}", ":k": "KEY#"}))
+        keys = []
+        for item in out.get("Items", []):
+            d = deserialize(item)
+            keys.append(KeyInfo(key_id=d["sk"][4:], tenant=tenant, created_at=d["createdAt"],
+                                label=d.get("label", ""), revoked_at=d.get("revokedAt")))
+        return sorted(keys, key=lambda k: k.created_at)
+
+    def revoke_key(self, tenant: str, kid: str, now: float | None = None) -> bool:
+        """Delete the lookup item (so the key stops working) and mark the listing item."""
+        out = self._db.get_item(TableName=self._table, ConsistentRead=True,
+                                Key=serialize({"pk": f"TENANT#{tenant}", "sk": f"KEY#{kid}"}))
+        if "Item" not in out:
+            return False
+        digest = deserialize(out["Item"])["digest"]
+        self._db.transact_write_items(TransactItems=[
+            {"Delete": {"TableName": self._table,
+                        "Key": serialize({"pk": f"KEY#{digest}", "sk": "KEY"})}},
+            {"Update": {"TableName": self._table,
+                        "Key": serialize({"pk": f"TENANT#{tenant}", "sk": f"KEY#{kid}"}),
+                        "UpdateExpression": "SET revokedAt = :now",
+                        "ExpressionAttributeValues": serialize({":now": now or time.time()})}},
+        ])
+        with self._lock:
+            self._cache.pop(digest, None)
+        return True
+
+    # -- audit -------------------------------------------------------------------------
+    def add_audit(self, tenant: str, record: dict[str, Any]) -> None:
+        sk = f"AUDIT#{record['at']:017.6f}#{secrets.token_hex(4)}"
+        self._db.put_item(TableName=self._table, Item=serialize(
+            {"pk": f"TENANT#{tenant}", "sk": sk, **record}))
+
+    def list_audit(self, tenant: str) -> list[dict[str, Any]]:
+        query: dict[str, Any] = {
+            "TableName": self._table, "KeyConditionExpression": "pk = :pk AND begins_with(sk, :a)",
+            "ExpressionAttributeValues": serialize({":pk": f"TENANT#{tenant}", ":a": "AUDIT#"})}
+        out: list[dict[str, Any]] = []
+        while True:
+            page = self._db.query(**query)
+            out += [{k: v for k, v in deserialize(i).items() if k not in ("pk", "sk")}
+                    for i in page.get("Items", [])]
+            if "LastEvaluatedKey" not in page:
+                return out
+            query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    # -- authentication ----------------------------------------------------------------
     def authenticate(self, authorization: str | None) -> Tenant:
         named, api_key = parse_authorization(authorization)
         digest = key_digest(api_key)

@@ -35,12 +35,6 @@ def parse_tenants(spec: str) -> list[tuple[str, str, str]]:
     return out
 
 
-def new_webhook_secret() -> str:
-    import base64
-
-    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
-
-
 class LocalService:
     """Starts and stops everything; used by `make run` and by the end-to-end tests."""
 
@@ -73,7 +67,7 @@ class LocalService:
         from chalicelib import runtime
         from chalicelib.connections import create_clients
         from chalicelib.settings import Settings
-        from chalicelib.tenants import Tenant
+        from chalicelib.tenants import Tenant, new_api_key, new_webhook_secret
 
         from .provision import provision
 
@@ -86,12 +80,12 @@ class LocalService:
         rt = runtime.build(Settings.from_env(env), clients)
         runtime.set_current(rt)
 
-        api_key = env.get("JOBGATE_API_KEY") or "jg_" + secrets.token_urlsafe(24)
+        api_key = env.get("JOBGATE_API_KEY") or new_api_key()
         secret = env.get("JOBGATE_WEBHOOK_SECRET") or new_webhook_secret()
         tenants = [("dev", api_key, secret), *parse_tenants(env.get("JOBGATE_TENANTS", ""))]
         for name, key, whsec in tenants:
             rt.tenants.put_tenant(Tenant(name=name, webhook_secrets=[whsec]))
-            rt.tenants.add_key(name, key)
+            rt.tenants.add_key(name, key, label="local runner")
 
         from chalice.cli.factory import CLIFactory
         from chalice.local import create_local_server
