@@ -375,6 +375,17 @@ class JobStore:
         except ClientError as exc:
             raise self._conflict(exc) from exc
         job = job_from_item(out["Attributes"])
+        if job.run_id:  # the runId is free again once its job is gone
+            try:
+                self._db.delete_item(
+                    TableName=self._table,
+                    Key=serialize({"pk": f"T#{tenant}#R#{job.run_id}", "sk": "RUN"}),
+                    ConditionExpression="jobId = :j",
+                    ExpressionAttributeValues=serialize({":j": job_id}),
+                )
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise
         pk = job_pk(tenant, job_id)
         query = {"TableName": self._table, "KeyConditionExpression": "pk = :pk",
                  "ExpressionAttributeValues": serialize({":pk": pk}), "ProjectionExpression": "sk"}

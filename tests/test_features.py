@@ -92,6 +92,15 @@ def test_run_id_replays_the_same_job_and_rejects_a_different_request(env, http):
     assert env.run_queue() == 2
 
 
+def test_run_id_is_free_again_after_its_job_is_deleted(env, http):
+    req = {"service": "echo", "runId": "reuse-me"}
+    first = body(http.post("/v1/jobs", req))["jobId"]
+    env.run_queue()
+    assert http.delete(f"/v1/jobs/{first}").status_code == 204
+    again = http.post("/v1/jobs", req)
+    assert again.status_code == 202 and body(again)["jobId"] != first
+
+
 def test_run_id_whose_enqueue_was_lost_is_requeued_on_replay(env, http):
     req = {"service": "echo", "runId": "lost-message-1"}
     job_id = body(http.post("/v1/jobs", req))["jobId"]
