@@ -66,6 +66,19 @@ def health(rt: Any, request: Any, tenant: Any) -> Response:
     return render(request, 200, {"status": "ok"}, root="health")
 
 
+@endpoint("/dashboard", ["GET"], auth=False)
+def dashboard(rt: Any, request: Any, tenant: Any) -> Response:
+    """A small page to watch and submit jobs; it calls the API with the key typed into it."""
+    from chalicelib.views import dashboard_html
+
+    return Response(body=dashboard_html(), status_code=200, headers={
+        "Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-cache",
+        "Content-Security-Policy": "default-src 'self'; script-src 'unsafe-inline'; "
+                                   "style-src 'unsafe-inline'; img-src 'self' data:; "
+                                   "connect-src 'self'; frame-ancestors 'none'",
+        "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"})
+
+
 @endpoint("/v1/services", ["GET"])
 def list_services(rt: Any, request: Any, tenant: Any) -> Response:
     from chalicelib.views import services_body

@@ -63,3 +63,9 @@ def deliveries_body(job: Job) -> dict[str, Any]:
                       error=d.get("error"), duration_ms=int(d.get("durationMs", 0))).dump()
              for i, d in enumerate(job.deliveries, start=1)]
     return {"deliveries": items}
+
+
+def dashboard_html() -> str:
+    from importlib.resources import files
+
+    return (files(__package__) / "static" / "dashboard.html").read_text(encoding="utf-8")
