@@ -198,9 +198,10 @@ def run_jobs(event: Any) -> dict[str, Any]:
     from chalicelib import batch
 
     rt = runtime.get()
-    left = runtime.lambda_time_left(event.context)
-    return batch.process(event.to_dict(), lambda r: rt.handle_job_record(r, left),
-                         rt.clients.sqs, rt.queue_url)
+    return batch.process(  # Lambda's time left, measured as each record starts
+        event.to_dict(),
+        lambda r: rt.handle_job_record(r, runtime.lambda_time_left(event.context)),
+        rt.clients.sqs, rt.queue_url)
 
 
 @app.on_sqs_message(queue=f"{PREFIX}-jobs-dlq", batch_size=10)

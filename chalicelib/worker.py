@@ -211,9 +211,13 @@ class Worker:
             data = service.input_model.model_validate(job.input or {}) if service.input_model \
                 else job.input
             value = service.handler(data, ctx)
-        except Canceled:
-            log.info("job canceled while running", extra={"jobId": job.job_id})
+        except Canceled as exc:
             current = self.store.get(job.tenant, job.job_id, self.clock())
+            if current is not None and current.status == RUNNING and current.lease_token == token:
+                # Not canceled, still ours: the handler gave up (or read a stale item).
+                self._attempt_failed(job, token, exc, ctx)
+                return
+            log.info("job canceled while running", extra={"jobId": job.job_id})
             if current is not None and current.terminal:
                 self.after_end(current)
             return
@@ -222,20 +226,23 @@ class Worker:
                                            "errorMessage": str(exc)[:1000]}, ctx)
             return
         except Exception as exc:  # noqa: BLE001  (any handler failure is the job's failure)
-            message = f"{type(exc).__name__}: {exc}"[:1000]
-            ctx.log(f"failed: {message}", level=1)
-            log.warning("handler failed", extra={"jobId": job.job_id, "attempt": job.attempts})
-            if job.attempts < job.max_attempts:
-                try:
-                    self.store.release(job.tenant, job.job_id, token, "handler_error", message)
-                except Conflict:
-                    return  # canceled meanwhile
-                raise Retry(retry_delay(job.attempts, self.settings.job_retry_base_seconds),
-                            message) from exc
-            self._end(job, token, FAILED, {"errorCode": "handler_error", "errorMessage": message},
-                      ctx)
+            self._attempt_failed(job, token, exc, ctx)
             return
         self._succeed(job, service, token, value, ctx)
+
+    def _attempt_failed(self, job: Job, token: str, exc: BaseException, ctx: RunContext) -> None:
+        """Retry later (Retry raised) while attempts remain, else end the job failed."""
+        message = f"{type(exc).__name__}: {exc}"[:1000]
+        ctx.log(f"failed: {message}", level=1)
+        log.warning("handler failed", extra={"jobId": job.job_id, "attempt": job.attempts})
+        if job.attempts < job.max_attempts:
+            try:
+                self.store.release(job.tenant, job.job_id, token, "handler_error", message)
+            except Conflict:
+                return  # canceled meanwhile
+            raise Retry(retry_delay(job.attempts, self.settings.job_retry_base_seconds),
+                        message) from exc
+        self._end(job, token, FAILED, {"errorCode": "handler_error", "errorMessage": message}, ctx)
 
     def _succeed(self, job: Job, service: services.Service, token: str, value: Any,
                  ctx: RunContext) -> None:
@@ -276,6 +283,7 @@ class Worker:
             ended = self.store.finish(job.tenant, job.job_id, token, status,
                                       self._with_event(job, status, values, now), now)
         except Conflict as lost:
+            self.blobs.delete(values.get("logKey"))  # written for a write that lost
             # Canceled (or re-leased) meanwhile; whoever ended it may have died before
             # queueing its webhook, so make sure it is queued.
             if lost.job is not None and lost.job.terminal:

@@ -1,0 +1,693 @@
+"""The worker and the SQS handlers around it, in-process on moto: duplicate deliveries, dead
+workers, retries, malformed messages, the jobs DLQ consumer, cancel while running, progress
+throttling and partial batches."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from tests.conftest import body
+
+TENANT = "acme"
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+@dataclass
+class RetryCall:
+    queue_url: str
+    receipt_handle: str
+    seconds: int
+
+
+def submit(http: Any, service: str, data: Any = None, **extra: Any) -> str:
+    payload = {"service": service, **extra}
+    if data is not None:
+        payload["input"] = data
+    resp = http.post("/v1/jobs", payload)
+    assert resp.status_code == 202, resp.body
+    return body(resp)["jobId"]
+
+
+def job(env: Any, job_id: str) -> Any:
+    found = env.rt.store.get(TENANT, job_id, 0)
+    assert found is not None
+    return found
+
+
+def counts(env: Any, kind: str = "jobs") -> tuple[int, int]:
+    """(visible, in flight) messages of a queue."""
+    attrs = env.rt.clients.sqs.get_queue_attributes(
+        QueueUrl=env.queues[kind],
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"]), int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+
+def reveal(env: Any, receipt_handle: str, kind: str = "jobs") -> None:
+    """Make a hidden message visible again now (as if its visibility timeout ran out)."""
+    env.rt.clients.sqs.change_message_visibility(
+        QueueUrl=env.queues[kind], ReceiptHandle=receipt_handle, VisibilityTimeout=0)
+
+
+def send(env: Any, message_body: str, kind: str = "jobs") -> None:
+    env.rt.clients.sqs.send_message(QueueUrl=env.queues[kind], MessageBody=message_body)
+
+
+def job_message(job_id: str, tenant: str = TENANT) -> str:
+    return json.dumps({"tenant": tenant, "jobId": job_id})
+
+
+def invoke(env: Any, messages: list[dict[str, Any]], kind: str = "jobs") -> Any:
+    """Call the app's SQS handler like Lambda; returns its answer or the exception it raised."""
+    import app as app_module
+    from localrunner.pollers import LambdaContext
+
+    name = {"jobs": "run_jobs", "jobs_dlq": "fail_dead_jobs"}[kind]
+    try:
+        return app_module.app.handler_map[name](env.event(messages, kind), LambdaContext(name))
+    except Exception as exc:  # noqa: BLE001  (the test looks at it)
+        return exc
+
+
+def deliver(env: Any, messages: list[dict[str, Any]], kind: str = "jobs") -> Any:
+    """invoke(), then delete what Lambda would delete (nothing when the handler raised)."""
+    out = invoke(env, messages, kind)
+    if isinstance(out, Exception):
+        return out
+    failed = {f["itemIdentifier"] for f in out.get("batchItemFailures", [])}
+    for m in messages:
+        if m["MessageId"] not in failed:
+            env.rt.clients.sqs.delete_message(QueueUrl=env.queues[kind],
+                                              ReceiptHandle=m["ReceiptHandle"])
+    return out
+
+
+def result_objects(env: Any, job_id: str) -> list[str]:
+    out = env.rt.clients.s3.list_objects_v2(Bucket=env.rt.settings.bucket_name,
+                                            Prefix=f"results/{TENANT}/{job_id}/")
+    return [o["Key"] for o in out.get("Contents", [])]
+
+
+@pytest.fixture
+def retries(env: Any, monkeypatch: pytest.MonkeyPatch) -> list[RetryCall]:
+    """Spy on Dispatcher.retry_later (the real call still happens)."""
+    calls: list[RetryCall] = []
+    real = env.rt.dispatcher.retry_later
+
+    def spy(queue_url: str, receipt_handle: str, seconds: int) -> None:
+        calls.append(RetryCall(queue_url, receipt_handle, seconds))
+        real(queue_url, receipt_handle, seconds)
+
+    monkeypatch.setattr(env.rt.dispatcher, "retry_later", spy)
+    return calls
+
+
+@pytest.fixture
+def add_service() -> Iterator[Callable[..., Any]]:
+    """Register test-only services; they are removed again after the test."""
+    from chalicelib import services
+    from chalicelib.services import Service
+
+    services.get("echo")  # load the built-ins first
+    added: list[str] = []
+
+    def add(name: str, handler: Callable[[Any, Any], Any], **kw: Any) -> Any:
+        kw.setdefault("timeout_seconds", 30)
+        added.append(name)
+        return services.register(Service(name=name, handler=handler, description="test", **kw))
+
+    yield add
+    for name in added:
+        services._REGISTRY.pop(name, None)
+
+
+class Gate:
+    """A handler that blocks until the test lets it go."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.go = threading.Event()
+        self.calls = 0
+        self.seen_canceled: list[bool] = []
+
+    def wait_started(self) -> None:
+        assert self.started.wait(10), "the handler never started"
+
+
+def in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
+    out: list[Any] = []
+    t = threading.Thread(target=lambda: out.append(fn()), daemon=True)
+    t.start()
+    return t, out
+
+
+# -- duplicate delivery --------------------------------------------------------------------
+
+@pytest.fixture
+def counting(add_service: Any) -> list[str]:
+    calls: list[str] = []
+
+    def handler(data: Any, ctx: Any) -> Any:
+        calls.append(ctx.job_id)
+        return {"n": len(calls)}
+
+    add_service("counting", handler)
+    return calls
+
+
+def test_same_message_twice_in_one_batch_runs_once(env, http, counting):
+    job_id = submit(http, "counting", {})
+    send(env, job_message(job_id))  # SQS delivered it twice
+    msgs = env.messages()
+    assert len(msgs) == 2
+    out = deliver(env, msgs)
+    assert out == {"batchItemFailures": []}
+    assert counting == [job_id]
+    assert job(env, job_id).status == "succeeded"
+    assert job(env, job_id).attempts == 1
+    assert counts(env) == (0, 0)
+
+
+def test_redelivery_after_the_end_is_deleted_and_runs_nothing(env, http, counting, retries):
+    job_id = submit(http, "counting", {})
+    assert env.run_queue() == 1
+    done = job(env, job_id)
+    assert done.status == "succeeded"
+    send(env, job_message(job_id))
+    assert env.run_queue() == 1
+    assert counting == [job_id]
+    assert retries == []
+    assert counts(env) == (0, 0)
+    again = job(env, job_id)
+    assert (again.status, again.completed_at, again.result_key) == \
+        ("succeeded", done.completed_at, done.result_key)
+
+
+def test_duplicate_while_the_lease_is_held_is_hidden_not_deleted(env, http, add_service, retries):
+    gate = Gate()
+
+    def handler(data: Any, ctx: Any) -> Any:
+        gate.calls += 1
+        gate.started.set()
+        assert gate.go.wait(10)
+        return {"ok": True}
+
+    add_service("gated", handler, timeout_seconds=40)
+    job_id = submit(http, "gated", {})
+    send(env, job_message(job_id))
+    first = env.messages(max_n=1)
+    assert len(first) == 1
+    worker, answers = in_thread(lambda: deliver(env, first))
+    gate.wait_started()
+    running = job(env, job_id)
+    assert running.status == "running" and running.lease_token
+
+    # The duplicate arrives while the first run holds the lease.
+    assert env.run_queue() == 1
+    assert gate.calls == 1
+    assert len(retries) == 1
+    lease_left = running.lease_until - time.time()
+    assert lease_left - 2 <= retries[0].seconds <= lease_left + 2  # ~ timeout + margin
+    assert retries[0].queue_url == env.queues["jobs"]
+    assert env.messages() == []  # hidden, not deleted
+    assert counts(env) == (0, 2)
+
+    gate.go.set()
+    worker.join(10)
+    assert answers == [{"batchItemFailures": []}]
+    assert job(env, job_id).status == "succeeded"
+
+    # The duplicate comes back after the lease: the job is over, so it is simply deleted.
+    reveal(env, retries[0].receipt_handle)
+    assert env.run_queue() == 1
+    assert gate.calls == 1
+    assert len(retries) == 1
+    assert counts(env) == (0, 0)
+    assert job(env, job_id).attempts == 1
+
+
+# -- a worker dying mid-job ----------------------------------------------------------------
+
+def test_dead_worker_lease_lapses_and_the_job_is_reclaimed(env, http, retries):
+    job_id = submit(http, "echo", {"x": 1})
+    now = time.time()
+    env.rt.store.claim(TENANT, job_id, "dead-worker", 5, now)  # ... and it never finishes
+
+    assert env.run_queue() == 1  # lease still held: come back later
+    assert [r.seconds for r in retries] in ([5], [6])
+    assert job(env, job_id).status == "running"
+    assert job(env, job_id).lease_token == "dead-worker"
+
+    env.rt.worker.clock = lambda: time.time() + 10  # the lease lapsed
+    reveal(env, retries[0].receipt_handle)
+    assert env.run_queue() == 1
+    done = job(env, job_id)
+    assert done.status == "succeeded", done
+    assert done.attempts == 2
+    assert done.lease_token is None and done.lease_until is None
+    assert env.rt.blobs.get(done.result_key) == b'{"x":1}'
+    assert counts(env) == (0, 0)
+
+
+def test_dead_worker_on_the_last_attempt_fails_the_job(env, http, retries):
+    env.settings(job_max_attempts=2)
+    job_id = submit(http, "echo", {})
+    now = time.time()
+    env.rt.store.claim(TENANT, job_id, "dead-1", 1, now)
+    env.rt.store.claim(TENANT, job_id, "dead-2", 1, now + 5)  # reclaimed, died again
+    assert job(env, job_id).attempts == 2
+
+    # Attempts used up but the lease still holds: wait for it, do not fail yet.
+    env.rt.worker.clock = lambda: now + 5.5
+    assert env.run_queue() == 1
+    assert job(env, job_id).status == "running"
+    assert len(retries) == 1
+    reveal(env, retries[0].receipt_handle)
+
+    env.rt.worker.clock = lambda: time.time() + 10
+    assert env.run_queue() == 1
+    failed = job(env, job_id)
+    assert failed.status == "failed"
+    assert failed.error_code == "attempts_exhausted"
+    assert failed.attempts == 2
+    assert failed.result_key is None
+    assert counts(env) == (0, 0)
+    resource = body(http.get(f"/v1/jobs/{job_id}"))
+    assert resource["error"]["code"] == "attempts_exhausted"
+
+
+# -- handler failure and retry -------------------------------------------------------------
+
+def test_failed_attempts_are_retried_with_backoff_then_fail(env, http, retries):
+    env.settings(job_retry_base_seconds=5)
+    job_id = submit(http, "sleep", {"seconds": 0, "steps": 2, "fail": True})
+    max_attempts = env.rt.settings.job_max_attempts
+    assert max_attempts == 3
+    for attempt in range(1, max_attempts):
+        assert env.run_queue() == 1
+        j = job(env, job_id)
+        assert j.status == "queued", j
+        assert j.attempts == attempt
+        assert j.error_code == "handler_error"
+        assert "fail=true" in j.error_message
+        assert j.lease_token is None
+        assert retries[-1].seconds == 5 * 2 ** (attempt - 1)
+        assert env.messages() == []  # hidden for the backoff
+        reveal(env, retries[-1].receipt_handle)
+    assert env.run_queue() == 1
+    assert len(retries) == max_attempts - 1
+    j = job(env, job_id)
+    assert j.status == "failed"
+    assert j.error_code == "handler_error"
+    assert j.attempts == max_attempts
+    assert j.result_key is None
+    assert counts(env) == (0, 0)
+    assert counts(env, "jobs_dlq") == (0, 0)
+    resource = body(http.get(f"/v1/jobs/{job_id}"))
+    assert resource["status"] == "failed"
+    assert resource["attempts"] == max_attempts
+    assert resource["error"]["code"] == "handler_error"
+    assert "SleepFailed" in resource["error"]["message"]
+
+
+def test_success_after_a_failed_attempt_clears_the_error(env, http, add_service, retries):
+    calls: list[int] = []
+
+    def flaky(data: Any, ctx: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("transient trouble")
+        return {"ok": len(calls)}
+
+    add_service("flaky", flaky)
+    job_id = submit(http, "flaky", {}, logLevel=1)
+    assert env.run_queue() == 1
+    j = job(env, job_id)
+    assert (j.status, j.error_code) == ("queued", "handler_error")
+    assert "transient trouble" in j.error_message
+    assert retries[0].seconds == env.rt.settings.job_retry_base_seconds
+    reveal(env, retries[0].receipt_handle)
+    assert env.run_queue() == 1
+    j = job(env, job_id)
+    assert j.status == "succeeded"
+    assert j.attempts == 2
+    assert j.error_code is None and j.error_message is None
+    resource = body(http.get(f"/v1/jobs/{job_id}"))
+    assert "error" not in resource
+    assert resource["resultUrl"]
+    log = http.get(f"/v1/jobs/{job_id}/log").body
+    log = log.decode() if isinstance(log, bytes) else log
+    assert "attempt 2 of 3" in log and "transient trouble" in log
+
+
+# -- malformed messages --------------------------------------------------------------------
+
+BAD_BODIES = ["not json at all", '{"tenant": "acme"}', '{"jobId": "01ABC"}',
+              '{"tenant": "acme", "jobId": 5}', "[1, 2, 3]", '"just a string"', "null",
+              '{"tenant": "", "jobId": ""}']
+
+
+def test_malformed_messages_go_to_the_dlq_and_never_fail_the_good_one(env, http):
+    job_id = submit(http, "echo", {"good": True})
+    for bad in BAD_BODIES:
+        send(env, bad)
+    msgs = env.messages() + env.messages()
+    assert len(msgs) == len(BAD_BODIES) + 1
+    out = deliver(env, msgs)
+    assert out == {"batchItemFailures": []}
+    assert job(env, job_id).status == "succeeded"
+    assert counts(env) == (0, 0)
+    dead = env.messages("jobs_dlq") + env.messages("jobs_dlq")
+    assert sorted(m["Body"] for m in dead) == sorted(BAD_BODIES)
+    for m in dead:
+        reveal(env, m["ReceiptHandle"], "jobs_dlq")
+
+    # The DLQ consumer keeps them there for an operator (hidden, not deleted).
+    env.run_queue("jobs_dlq")
+    assert counts(env, "jobs_dlq") == (0, len(BAD_BODIES))
+
+
+def test_malformed_message_first_in_the_batch(env, http):
+    job_id = submit(http, "echo", {})
+    good = env.messages()
+    send(env, "{oops")
+    bad = env.messages()
+    out = deliver(env, bad + good)
+    assert out == {"batchItemFailures": []}
+    assert job(env, job_id).status == "succeeded"
+    assert [m["Body"] for m in env.messages("jobs_dlq")] == ["{oops"]
+
+
+def test_message_for_an_unknown_job_is_dropped(env, http):
+    send(env, job_message("01JD5Z3K8Q2V7XG4M9N6R1T0WA"))
+    send(env, job_message("01JD5Z3K8Q2V7XG4M9N6R1T0WA", tenant="nobody"))
+    assert env.run_queue() == 2
+    assert counts(env) == (0, 0)
+    assert counts(env, "jobs_dlq") == (0, 0)
+
+
+# -- the jobs DLQ consumer -----------------------------------------------------------------
+
+def test_dlq_fails_a_queued_job(env, http):
+    job_id = submit(http, "echo", {})
+    send(env, job_message(job_id), "jobs_dlq")
+    assert env.run_queue("jobs_dlq") == 1
+    j = job(env, job_id)
+    assert j.status == "failed"
+    assert j.error_code == "dead_lettered"
+    assert j.completed_at is not None
+    assert counts(env, "jobs_dlq") == (0, 0)
+    # Its original message coming back later changes nothing either.
+    assert env.run_queue() == 1
+    assert job(env, job_id).status == "failed"
+    assert job(env, job_id).result_key is None
+
+
+def test_dlq_leaves_a_terminal_job_alone(env, http):
+    job_id = submit(http, "echo", {})
+    env.run_queue()
+    before = job(env, job_id)
+    assert before.status == "succeeded"
+    send(env, job_message(job_id), "jobs_dlq")
+    assert env.run_queue("jobs_dlq") == 1
+    after = job(env, job_id)
+    assert after == before
+    assert counts(env, "jobs_dlq") == (0, 0)
+
+
+def test_dlq_waits_for_a_running_job_with_a_live_lease(env, http, retries):
+    job_id = submit(http, "echo", {})
+    env.rt.store.claim(TENANT, job_id, "live-worker", 100, time.time())
+    send(env, job_message(job_id), "jobs_dlq")
+    assert env.run_queue("jobs_dlq") == 1
+    j = job(env, job_id)
+    assert j.status == "running" and j.lease_token == "live-worker"
+    assert counts(env, "jobs_dlq") == (0, 1)  # still there, hidden until the lease ends
+    assert len(retries) == 1 and 99 <= retries[0].seconds <= 101
+    assert retries[0].queue_url == env.queues["jobs_dlq"]
+
+
+def test_dlq_fails_a_running_job_whose_lease_lapsed(env, http):
+    job_id = submit(http, "echo", {})
+    env.rt.store.claim(TENANT, job_id, "dead-worker", 10, time.time() - 100)
+    send(env, job_message(job_id), "jobs_dlq")
+    assert env.run_queue("jobs_dlq") == 1
+    j = job(env, job_id)
+    assert (j.status, j.error_code) == ("failed", "dead_lettered")
+    assert j.lease_token is None
+    assert counts(env, "jobs_dlq") == (0, 0)
+
+
+# -- cancel while running ------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["check", "progress", "ignore"])
+def test_cancel_while_running(env, http, add_service, monkeypatch, mode):
+    """The handler sees the cancel (ctx.canceled, or progress raising Canceled) or ignores it
+    and returns late: in every case the job stays canceled and no result object is left."""
+    from chalicelib import worker
+    from chalicelib.services import Canceled
+
+    monkeypatch.setattr(worker, "CANCEL_CHECK_INTERVAL", 0.0)
+    gate = Gate()
+
+    def handler(data: Any, ctx: Any) -> Any:
+        gate.calls += 1
+        ctx.progress(10, "started")
+        gate.started.set()
+        assert gate.go.wait(10)
+        if mode == "check":
+            gate.seen_canceled.append(ctx.canceled)
+            if ctx.canceled:
+                raise Canceled()
+        elif mode == "progress":
+            time.sleep(1.1)  # past the progress throttle, so this write happens
+            ctx.progress(50, "halfway")
+        return {"late": True}
+
+    add_service("gated", handler)
+    job_id = submit(http, "gated", {})
+    msgs = env.messages()
+    t, answers = in_thread(lambda: deliver(env, msgs))
+    gate.wait_started()
+    resp = http.post(f"/v1/jobs/{job_id}/cancel")
+    assert resp.status_code == 202, resp.body
+    assert body(resp)["status"] == "canceled"
+    gate.go.set()
+    t.join(15)
+    assert not t.is_alive()
+    assert answers == [{"batchItemFailures": []}]
+    if mode == "check":
+        assert gate.seen_canceled == [True]
+    j = job(env, job_id)
+    assert j.status == "canceled"
+    assert j.result_key is None
+    assert j.progress_percent != 100
+    assert result_objects(env, job_id) == []
+    assert counts(env) == (0, 0)
+    resource = body(http.get(f"/v1/jobs/{job_id}"))
+    assert resource["status"] == "canceled" and "resultUrl" not in resource
+    assert http.get(f"/v1/jobs/{job_id}/result").status_code == 404
+    assert gate.calls == 1
+
+
+def test_cancel_while_running_sleep_service(env, http, monkeypatch):
+    """The built-in sleep handler stops early when canceled."""
+    from chalicelib import worker
+
+    monkeypatch.setattr(worker, "CANCEL_CHECK_INTERVAL", 0.0)
+    job_id = submit(http, "sleep", {"seconds": 20, "steps": 100})
+    msgs = env.messages()
+    t, answers = in_thread(lambda: deliver(env, msgs))
+    deadline = time.time() + 10
+    while job(env, job_id).status != "running" and time.time() < deadline:
+        time.sleep(0.05)
+    started = time.time()
+    assert http.post(f"/v1/jobs/{job_id}/cancel").status_code == 202
+    t.join(10)
+    assert not t.is_alive()
+    assert time.time() - started < 5
+    assert answers == [{"batchItemFailures": []}]
+    assert job(env, job_id).status == "canceled"
+    assert result_objects(env, job_id) == []
+
+
+# -- progress throttling -------------------------------------------------------------------
+
+def test_progress_writes_are_throttled(env, http, add_service):
+    updates: list[str] = []
+    during: list[int] = []
+
+    def count(**kwargs: Any) -> None:
+        updates.append("UpdateItem")
+
+    def chatty(data: Any, ctx: Any) -> Any:
+        before = len(updates)
+        for i in range(1, 101):
+            ctx.progress(i, f"tick {i}/100")
+            time.sleep(0.003)
+        during.append(len(updates) - before)
+        return {"ok": True}
+
+    add_service("chatty", chatty)
+    job_id = submit(http, "chatty", {})
+    events = env.rt.clients.dynamodb.meta.events
+    events.register("after-call.dynamodb.UpdateItem", count)
+    try:
+        started = time.monotonic()
+        assert env.run_queue() == 1
+        elapsed = time.monotonic() - started
+    finally:
+        events.unregister("after-call.dynamodb.UpdateItem", count)
+    assert elapsed < 3
+    assert during and during[0] <= 2, during  # the first write, at most one more
+    assert len(updates) <= 5, updates  # claim + progress + terminal write
+    j = job(env, job_id)
+    assert j.status == "succeeded"
+    assert j.progress_percent == 100
+    assert j.progress_message == "tick 100/100"
+    resource = body(http.get(f"/v1/jobs/{job_id}"))
+    assert resource["progress"] == {"percent": 100.0, "message": "tick 100/100"}
+
+
+def test_status_variables_survive_throttling(env, http):
+    job_id = submit(http, "sleep", {"seconds": 0, "steps": 50})
+    assert env.run_queue() == 1
+    resource = body(http.get(f"/v1/jobs/{job_id}"))
+    assert resource["status"] == "succeeded"
+    assert resource["variables"] == {"STEP": "50"}
+    assert resource["progress"] == {"percent": 100.0, "message": "step 50/50"}
+
+
+# -- partially failing batches -------------------------------------------------------------
+
+def test_partial_batch_deletes_successes_and_keeps_failures(env, http, monkeypatch, retries):
+    from chalicelib.batch import BatchFailed
+
+    good = submit(http, "echo", {"good": 1})
+    held = submit(http, "echo", {"held": 1})
+    crash = submit(http, "echo", {"crash": 1})
+    good2 = submit(http, "echo", {"good": 2})
+    env.rt.store.claim(TENANT, held, "other-worker", 100, time.time())
+    real = env.rt.worker.process
+
+    def process(message_body: str, time_left: float = 900.0) -> None:
+        if crash in message_body:
+            raise RuntimeError("boom")
+        real(message_body, time_left)
+
+    monkeypatch.setattr(env.rt.worker, "process", process)
+    msgs = env.messages()
+    assert len(msgs) == 4
+    by_job = {json.loads(m["Body"])["jobId"]: m for m in msgs}
+
+    out = invoke(env, msgs)
+    assert isinstance(out, BatchFailed), out
+    assert sorted(out.failures) == sorted([by_job[held]["MessageId"], by_job[crash]["MessageId"]])
+    assert job(env, good).status == "succeeded"
+    assert job(env, good2).status == "succeeded"
+    assert job(env, crash).status == "queued"
+    assert job(env, held).status == "running"
+    # The handler deleted the successes itself; the two failures are still in the queue.
+    assert counts(env) == (0, 2)
+    assert [r.receipt_handle for r in retries] == [by_job[held]["ReceiptHandle"]]
+    for jid in (held, crash):
+        reveal(env, by_job[jid]["ReceiptHandle"])
+    left = env.messages()
+    assert sorted(json.loads(m["Body"])["jobId"] for m in left) == sorted([held, crash])
+
+    # Once the crash is gone, the record runs normally.
+    monkeypatch.setattr(env.rt.worker, "process", real)
+    for m in left:
+        reveal(env, m["ReceiptHandle"])
+    env.run_queue()
+    assert job(env, crash).status == "succeeded"
+
+
+def test_batch_where_every_record_fails_raises(env, http, monkeypatch):
+    from chalicelib.batch import BatchFailed
+
+    a, b = submit(http, "echo", {}), submit(http, "echo", {})
+
+    def process(message_body: str, time_left: float = 900.0) -> None:
+        raise RuntimeError("down")
+
+    monkeypatch.setattr(env.rt.worker, "process", process)
+    msgs = env.messages()
+    out = invoke(env, msgs)
+    assert isinstance(out, BatchFailed)
+    assert len(out.failures) == 2
+    assert counts(env) == (0, 2)
+    assert job(env, a).status == job(env, b).status == "queued"
+
+
+# -- regressions: bugs found while writing these tests ----------------------------------
+
+def test_time_left_is_measured_per_record(env, http, add_service):
+    import app as app_module
+    from localrunner.pollers import LambdaContext
+
+    remaining: list[float] = []
+
+    def slow(data: Any, ctx: Any) -> Any:
+        remaining.append(ctx.remaining_seconds())
+        time.sleep(2.0)
+        return {}
+
+    add_service("long", slow, timeout_seconds=5000)  # longer than Lambda: Lambda's time rules
+    submit(http, "long", {})
+    submit(http, "long", {})
+    msgs = env.messages()
+    assert len(msgs) == 2
+    context = LambdaContext("run_jobs", timeout=30.0)  # a 30 s Lambda (10 s safety margin)
+    out = app_module.app.handler_map["run_jobs"](env.event(msgs), context)
+    assert out == {"batchItemFailures": []}
+    assert len(remaining) == 2 and remaining[0] <= 20.0
+    # The second record starts ~2 s later: it must not be told it still has ~20 s.
+    assert remaining[1] <= remaining[0] - 1.5, remaining
+
+
+def test_late_result_leaves_no_log_object_behind(env, http, add_service):
+    gate = Gate()
+
+    def chatty(data: Any, ctx: Any) -> Any:
+        for i in range(300):
+            ctx.log(f"line {i:04d} " + "x" * 40, level=1)  # > inline_log_limit
+        gate.started.set()
+        assert gate.go.wait(10)
+        return {"late": True}
+
+    add_service("gated", chatty)
+    job_id = submit(http, "gated", {})
+    msgs = env.messages()
+    t, _ = in_thread(lambda: deliver(env, msgs))
+    gate.wait_started()
+    assert http.post(f"/v1/jobs/{job_id}/cancel").status_code == 202
+    gate.go.set()
+    t.join(10)
+    assert job(env, job_id).status == "canceled"
+    assert result_objects(env, job_id) == []
+    logs = env.rt.clients.s3.list_objects_v2(Bucket=env.rt.settings.bucket_name,
+                                             Prefix=f"logs/{TENANT}/{job_id}/")
+    assert logs.get("Contents", []) == []
+
+
+def test_canceled_raised_without_a_cancel_does_not_strand_the_job(env, http, add_service):
+    from chalicelib.services import Canceled
+
+    def quitter(data: Any, ctx: Any) -> Any:
+        raise Canceled()  # e.g. after a stale (eventually consistent) read in ctx.canceled
+
+    add_service("quitter", quitter)
+    job_id = submit(http, "quitter", {})
+    env.run_queue()
+    j = job(env, job_id)
+    # Either the job ended, or its message is still around to finish it after the lease.
+    assert j.status != "running" or counts(env) != (0, 0), (j.status, counts(env))
