@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -121,6 +122,7 @@ class JobsApi:
             chain=[s.model_dump(by_alias=True, exclude_none=True) for s in req.chain],
             request_hash=request_hash, content_type=content_type, base_url=base,
         )
+        _check_storable({"input": req.input, "chain": job.chain})
         self._check_capacity(tenant)
         try:
             if content is not None:
@@ -332,6 +334,48 @@ class ActiveJobs:
         if tenant in self._seen:
             at, n = self._seen[tenant]
             self._seen[tenant] = (at, n + 1)
+
+
+MAX_STORED_REQUEST = 300 * 1024  # the job item must stay under DynamoDB's 400 KB
+MAX_DEPTH = 30  # DynamoDB nests documents at most 32 levels (the item and input use 2)
+
+
+def _check_storable(values: dict[str, Any]) -> None:
+    """Reject, as 413/422, what DynamoDB cannot hold; it would otherwise surface as a 503."""
+    def walk(value: Any, loc: tuple[Any, ...]) -> None:
+        if len(loc) > MAX_DEPTH:
+            raise _unstorable(loc, "nested too deeply")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise _unstorable(loc, "NaN and Infinity cannot be stored")
+        if isinstance(value, int) and not isinstance(value, bool) and len(str(abs(value))) > 38:
+            raise _unstorable(loc, "numbers have at most 38 significant digits")
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise _unstorable(loc, "not valid Unicode (lone surrogate)") from None
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if not k:
+                    raise _unstorable(loc, "object keys must not be empty")
+                walk(k, (*loc, k))
+                walk(v, (*loc, k))
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                walk(v, (*loc, i))
+
+    for name, value in values.items():
+        walk(value, (name,))
+    size = len(json.dumps(values, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > MAX_STORED_REQUEST:
+        raise ApiError(413, "payload_too_large",
+                       f"input and chain take {size} bytes; at most {MAX_STORED_REQUEST} "
+                       "(send large documents to /v1/services/{service}/jobs)")
+
+
+def _unstorable(loc: tuple[Any, ...], msg: str) -> ApiError:
+    return validation_error([{"loc": loc, "msg": msg, "type": "unstorable"}],
+                            "the request cannot be stored")
 
 
 def _request_hash(req: SubmitRequest, content: bytes | None) -> str:

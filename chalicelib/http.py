@@ -41,6 +41,8 @@ def render(
 
 
 def render_error(request: Any, err: ApiError) -> Response:
+    if wants_xml(request.headers):  # <error><code>…</code></error>: the root is the error
+        return render(request, err.status, err.body()["error"], err.headers, root="error")
     return render(request, err.status, err.body(), err.headers, root="error")
 
 
@@ -83,7 +85,7 @@ def parse_submit_body(request: Any, max_bytes: int) -> dict[str, Any]:
                        f"send {JSON} or {XML}, not {kind!r}")
     try:
         data = json.loads(raw or b"null")
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise bad_request(f"malformed JSON: {exc}", "malformed_body") from None
     if not isinstance(data, dict):
         raise bad_request("the body must be a JSON object", "malformed_body")

@@ -71,7 +71,8 @@ class Job:
         return self.expires_at <= now
 
     def result_valid(self, now: float) -> bool:
-        return bool(self.result_key) and self.valid_until is not None and now < self.valid_until
+        # A presigned URL lives at least 1 s, so the last second has none to hand out.
+        return bool(self.result_key) and self.valid_until is not None and now <= self.valid_until - 1
 
 
 def iso(ts: float | None) -> str | None:

@@ -158,7 +158,10 @@ class JobStore:
                 jobs = jobs[:limit]
                 return Page(jobs, jobs[-1].job_id if more and jobs else None)
             kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
-        more = len(jobs) > limit or "LastEvaluatedKey" in kwargs
+        # Only reached right after a query that returned a LastEvaluatedKey (the page filled
+        # up before DynamoDB ran out of items, possibly after filtering expired ones): more
+        # may follow. At worst the client reads one empty last page.
+        more = True
         jobs = jobs[:limit]
         return Page(jobs, jobs[-1].job_id if more and jobs else None)
 

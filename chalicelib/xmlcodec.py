@@ -3,8 +3,16 @@ Parsing goes through defusedxml (no entity expansion, no external entities)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
-from xml.sax.saxutils import escape
+from xml.sax.saxutils import escape as _escape
+
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def escape(text: str, entities: dict[str, str] | None = None) -> str:
+    """XML-escape, replacing characters XML 1.0 cannot carry at all (controls, lone surrogates)."""
+    return _escape(_NOT_XML.sub("\ufffd", text), entities or {})
 
 _LIST_ITEM = {"jobs": "job", "deliveries": "delivery", "services": "service", "details": "detail",
               "chain": "step", "statusVariables": "name", "loc": "item"}

@@ -1,0 +1,456 @@
+"""The DynamoDB job store on moto, used directly: round trips, the conditional writes the
+worker's safety rests on (claim/lease, finish, cancel, release, delete), listings through the
+GSIs with bounded reads, expiry, and runId claims."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from chalicelib.ids import new_job_id
+from chalicelib.jobs import Job
+from chalicelib.store import Conflict, RunIdTaken
+
+TENANT = "acme"
+DAY = 86_400
+T0 = time.time()
+
+
+def make_job(now: float = T0, *, tenant: str = TENANT, service: str = "echo", ttl: float = 30 * DAY,
+             **fields: Any) -> Job:
+    return Job(tenant=tenant, job_id=fields.pop("job_id", None) or new_job_id(now), service=service,
+               status=fields.pop("status", "queued"), created_at=now, expires_at=now + ttl, **fields)
+
+
+def created(env: Any, now: float = T0, **fields: Any) -> Job:
+    job = make_job(now, **fields)
+    env.rt.store.create(job)
+    return job
+
+
+def cancel(store: Any, tenant: str, job_id: str, now: float) -> Job:
+    """A plain cancel (no callback values to write with it)."""
+    return store.cancel(tenant, job_id, now, {})
+
+
+@dataclasses.dataclass
+class Reads:
+    queries: int = 0
+    scanned: int = 0
+    returned: int = 0
+
+
+@contextlib.contextmanager
+def counting_queries(env: Any) -> Iterator[Reads]:
+    """Count Query calls and the items DynamoDB evaluated for them (what a query costs)."""
+    reads = Reads()
+
+    def hook(parsed: dict[str, Any], **_: Any) -> None:
+        reads.queries += 1
+        reads.scanned += parsed.get("ScannedCount", 0)
+        reads.returned += parsed.get("Count", 0)
+
+    events = env.rt.clients.dynamodb.meta.events
+    events.register("after-call.dynamodb.Query", hook, unique_id="test-store-count")
+    try:
+        yield reads
+    finally:
+        events.unregister("after-call.dynamodb.Query", unique_id="test-store-count")
+
+
+def walk(store: Any, now: float, limit: int, tenant: str = TENANT, **filters: Any) -> list[list[str]]:
+    pages, after = [], None
+    for _ in range(1000):
+        page = store.list(tenant, now, status=filters.get("status"), service=filters.get("service"),
+                          limit=limit, after=after)
+        pages.append([j.job_id for j in page.jobs])
+        after = page.last_job_id
+        if after is None:
+            return pages
+    raise AssertionError("paging never ended")
+
+
+# -- create / get --------------------------------------------------------------------------
+
+def test_create_then_get_round_trips_every_field(env):
+    job = make_job(
+        T0 + 0.125, run_id="run-42", input={"a": [1, 2.5, None, True, {"b": "c"}], "e": "\u00e9\U0001f600"},
+        variables={"MAX": "10"}, content_inline=b"\x00\x01binary\xff", content_type="text/csv",
+        log_level=3, max_attempts=5, callback_url="https://example.com/hook?x=1",
+        chain=[{"service": "echo", "input": {"x": 1}}], request_hash="ab" * 32,
+    )
+    env.rt.store.create(job)
+    got = env.rt.store.get(TENANT, job.job_id, T0)
+    assert got == job
+    assert isinstance(got.content_inline, bytes) and got.input["a"][1] == 2.5
+
+
+def test_get_is_none_for_unknown_other_tenant_and_expired_jobs(env):
+    store = env.rt.store
+    job = created(env, ttl=100)
+    assert store.get(TENANT, new_job_id(T0), T0) is None
+    assert store.get("bobco", job.job_id, T0) is None
+    assert store.get(TENANT, job.job_id, T0 + 99.9) is not None
+    assert store.get(TENANT, job.job_id, T0 + 100) is None  # TTL deletes late: reads filter
+    assert store.get(TENANT, job.job_id, T0 + 10 * DAY) is None
+
+
+def test_create_never_overwrites_an_existing_job(env):
+    job = created(env, input={"v": 1})
+    with pytest.raises(ClientError) as info:
+        env.rt.store.create(dataclasses.replace(job, input={"v": 2}, status="succeeded"))
+    assert info.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
+    got = env.rt.store.get(TENANT, job.job_id, T0)
+    assert got.input == {"v": 1} and got.status == "queued"
+
+
+# -- claim / lease -------------------------------------------------------------------------
+
+def test_claim_takes_a_lease_and_a_second_claim_conflicts_while_it_holds(env):
+    store = env.rt.store
+    job = created(env)
+    claimed = store.claim(TENANT, job.job_id, "tok-1", 60, T0 + 1)
+    assert claimed.status == "running" and claimed.lease_token == "tok-1"
+    assert claimed.attempts == 1 and claimed.started_at == pytest.approx(T0 + 1)
+    assert claimed.lease_until == pytest.approx(T0 + 61)
+    with pytest.raises(Conflict) as info:
+        store.claim(TENANT, job.job_id, "tok-2", 60, T0 + 30)
+    assert info.value.job.lease_token == "tok-1" and info.value.job.status == "running"
+    with pytest.raises(Conflict):
+        store.claim(TENANT, job.job_id, "tok-2", 60, T0 + 61)  # the lease ends after leaseUntil
+    again = store.get(TENANT, job.job_id, T0)
+    assert again.lease_token == "tok-1" and again.attempts == 1
+
+
+def test_a_lapsed_lease_is_claimed_again_counting_an_attempt(env):
+    store = env.rt.store
+    job = created(env)
+    store.claim(TENANT, job.job_id, "tok-1", 60, T0)
+    second = store.claim(TENANT, job.job_id, "tok-2", 60, T0 + 61)
+    assert second.lease_token == "tok-2" and second.attempts == 2
+    assert second.started_at == pytest.approx(T0)  # the first start is kept
+    # the dead worker's token is worthless now
+    with pytest.raises(Conflict):
+        store.heartbeat(TENANT, job.job_id, "tok-1", {"progressPercent": 50.0})
+    with pytest.raises(Conflict):
+        store.finish(TENANT, job.job_id, "tok-1", "succeeded", {"resultKey": "stale"}, T0 + 62)
+    done = store.finish(TENANT, job.job_id, "tok-2", "succeeded", {"resultKey": "fresh"}, T0 + 63)
+    assert done.status == "succeeded" and done.result_key == "fresh"
+    assert done.lease_token is None and done.lease_until is None
+
+
+def test_claim_is_refused_once_attempts_reach_max_attempts(env):
+    store = env.rt.store
+    job = created(env, max_attempts=2)
+    store.claim(TENANT, job.job_id, "a", 10, T0)
+    store.claim(TENANT, job.job_id, "b", 10, T0 + 11)
+    with pytest.raises(Conflict) as info:
+        store.claim(TENANT, job.job_id, "c", 10, T0 + 22)
+    assert info.value.job.attempts == 2 and info.value.job.lease_token == "b"
+    # released back to the queue, the exhausted job still cannot be claimed
+    store.release(TENANT, job.job_id, "b", "handler_error", "boom")
+    with pytest.raises(Conflict):
+        store.claim(TENANT, job.job_id, "d", 10, T0 + 23)
+    assert store.get(TENANT, job.job_id, T0).attempts == 2
+
+
+@pytest.mark.parametrize("state", ["succeeded", "failed", "canceled"])
+def test_claim_of_a_finished_job_conflicts(env, state):
+    job = created(env, status=state)
+    with pytest.raises(Conflict) as info:
+        env.rt.store.claim(TENANT, job.job_id, "tok", 60, T0)
+    assert info.value.job.status == state
+
+
+def test_claim_of_an_unknown_or_expired_job_conflicts_without_creating_anything(env):
+    store = env.rt.store
+    ghost = new_job_id(T0)
+    with pytest.raises(Conflict) as info:
+        store.claim(TENANT, ghost, "tok", 60, T0)
+    assert info.value.job is None
+    assert store.get(TENANT, ghost, T0) is None
+    old = created(env, ttl=10)
+    with pytest.raises(Conflict):
+        store.claim(TENANT, old.job_id, "tok", 60, T0 + 10)
+    with pytest.raises(Conflict):
+        store.claim("bobco", old.job_id, "tok", 60, T0)  # another tenant's key is another item
+
+
+def test_release_puts_the_job_back_and_the_next_claim_counts_on(env):
+    store = env.rt.store
+    job = created(env)
+    store.claim(TENANT, job.job_id, "a", 60, T0)
+    released = store.release(TENANT, job.job_id, "a", "handler_error", "ValueError: x")
+    assert released.status == "queued" and released.lease_token is None
+    assert released.error_code == "handler_error" and released.error_message == "ValueError: x"
+    with pytest.raises(Conflict):
+        store.release(TENANT, job.job_id, "a", "handler_error", "twice")
+    again = store.claim(TENANT, job.job_id, "b", 60, T0 + 1)  # no need to wait for a lease
+    assert again.attempts == 2 and again.lease_token == "b"
+
+
+def test_heartbeat_writes_progress_only_for_the_lease_holder(env):
+    store = env.rt.store
+    job = created(env, service="sleep")
+    with pytest.raises(Conflict):
+        store.heartbeat(TENANT, job.job_id, "tok", {"progressPercent": 1.0})  # still queued
+    store.claim(TENANT, job.job_id, "tok", 60, T0)
+    beat = store.heartbeat(TENANT, job.job_id, "tok", {
+        "progressPercent": 42.5, "progressMessage": "rows 42", "statusVars": {"STEP": "3"}})
+    assert beat.progress_percent == 42.5 and beat.progress_message == "rows 42"
+    assert beat.status_vars == {"STEP": "3"} and beat.status == "running"
+
+
+# -- finish --------------------------------------------------------------------------------
+
+def test_finish_with_a_stale_or_wrong_token_conflicts_and_changes_nothing(env):
+    store = env.rt.store
+    job = created(env)
+    with pytest.raises(Conflict):
+        store.finish(TENANT, job.job_id, "never-claimed", "succeeded", {}, T0)
+    store.claim(TENANT, job.job_id, "tok", 60, T0)
+    with pytest.raises(Conflict) as info:
+        store.finish(TENANT, job.job_id, "other", "succeeded", {"resultKey": "x"}, T0 + 1)
+    assert info.value.job.status == "running"
+    got = store.get(TENANT, job.job_id, T0)
+    assert got.status == "running" and got.result_key is None and got.completed_at is None
+
+
+def test_finish_sets_values_removes_none_and_happens_only_once(env):
+    store = env.rt.store
+    job = created(env)
+    store.claim(TENANT, job.job_id, "tok", 60, T0)
+    store.release(TENANT, job.job_id, "tok", "handler_error", "first try failed")
+    store.claim(TENANT, job.job_id, "tok2", 60, T0 + 1)
+    done = store.finish(TENANT, job.job_id, "tok2", "succeeded",
+                        {"resultKey": "k", "resultSize": 3, "validUntil": T0 + DAY,
+                         "errorCode": None, "errorMessage": None}, T0 + 2)
+    assert done.status == "succeeded" and done.completed_at == pytest.approx(T0 + 2)
+    assert done.result_key == "k" and done.result_size == 3
+    assert done.error_code is None and done.error_message is None
+    with pytest.raises(Conflict):
+        store.finish(TENANT, job.job_id, "tok2", "failed", {"errorCode": "late"}, T0 + 3)
+    assert store.get(TENANT, job.job_id, T0).status == "succeeded"
+
+
+def test_finish_without_a_token_only_ends_a_job_nobody_holds(env):
+    store = env.rt.store
+    queued = created(env)
+    ended = store.finish(TENANT, queued.job_id, None, "failed", {"errorCode": "dead_lettered"}, T0)
+    assert ended.status == "failed" and ended.error_code == "dead_lettered"
+    held = created(env)
+    store.claim(TENANT, held.job_id, "tok", 60, T0)
+    with pytest.raises(Conflict):
+        store.finish(TENANT, held.job_id, None, "failed", {}, T0 + 30)
+    lapsed = store.finish(TENANT, held.job_id, None, "failed", {}, T0 + 61)
+    assert lapsed.status == "failed" and lapsed.lease_token is None
+    with pytest.raises(Conflict):
+        store.finish(TENANT, new_job_id(T0), None, "failed", {}, T0)  # never creates a job
+
+
+# -- cancel --------------------------------------------------------------------------------
+
+def test_cancel_then_finish_with_the_token_conflicts_and_the_job_stays_canceled(env):
+    store = env.rt.store
+    job = created(env)
+    store.claim(TENANT, job.job_id, "tok", 60, T0)
+    before = cancel(store, TENANT, job.job_id, T0 + 1)
+    assert before.status == "running"  # the job as it was
+    with pytest.raises(Conflict) as info:
+        store.finish(TENANT, job.job_id, "tok", "succeeded", {"resultKey": "late"}, T0 + 2)
+    assert info.value.job.status == "canceled"
+    with pytest.raises(Conflict):
+        store.heartbeat(TENANT, job.job_id, "tok", {"progressPercent": 99.0})
+    with pytest.raises(Conflict):
+        store.release(TENANT, job.job_id, "tok", "handler_error", "x")
+    with pytest.raises(Conflict):
+        store.finish(TENANT, job.job_id, None, "failed", {}, T0 + 999)
+    got = store.get(TENANT, job.job_id, T0)
+    assert got.status == "canceled" and got.result_key is None and got.lease_token is None
+    assert got.completed_at == pytest.approx(T0 + 1)
+
+
+def test_cancel_of_a_queued_job_blocks_its_claim(env):
+    store = env.rt.store
+    job = created(env)
+    assert cancel(store, TENANT, job.job_id, T0).status == "queued"
+    with pytest.raises(Conflict):
+        store.claim(TENANT, job.job_id, "tok", 60, T0 + 1)
+    got = store.get(TENANT, job.job_id, T0)
+    assert got.status == "canceled" and got.attempts == 0 and got.started_at is None
+
+
+@pytest.mark.parametrize("state", ["succeeded", "failed", "canceled"])
+def test_cancel_of_a_finished_job_conflicts_with_its_state(env, state):
+    job = created(env, status=state)
+    with pytest.raises(Conflict) as info:
+        cancel(env.rt.store, TENANT, job.job_id, T0)
+    assert info.value.job.status == state
+    assert env.rt.store.get(TENANT, job.job_id, T0).status == state
+
+
+def test_cancel_of_an_unknown_or_expired_job_conflicts(env):
+    with pytest.raises(Conflict) as info:
+        cancel(env.rt.store, TENANT, new_job_id(T0), T0)
+    assert info.value.job is None
+    old = created(env, ttl=5)
+    with pytest.raises(Conflict):
+        cancel(env.rt.store, TENANT, old.job_id, T0 + 5)
+
+
+# -- delete --------------------------------------------------------------------------------
+
+def test_delete_removes_a_finished_job_only(env):
+    store = env.rt.store
+    queued = created(env)
+    with pytest.raises(Conflict) as info:
+        store.delete(TENANT, queued.job_id)
+    assert info.value.job.status == "queued"
+    assert store.get(TENANT, queued.job_id, T0) is not None
+    done = created(env, status="succeeded", result_key="results/acme/x")
+    assert store.delete(TENANT, done.job_id).result_key == "results/acme/x"
+    assert store.get(TENANT, done.job_id, T0) is None
+    assert walk(store, T0, 10) == [[queued.job_id]]
+    with pytest.raises(Conflict):
+        store.delete(TENANT, done.job_id)
+
+
+# -- listing -------------------------------------------------------------------------------
+
+def test_list_pages_of_10_over_25_jobs_are_10_10_5_newest_first_one_query_each(env):
+    store = env.rt.store
+    ids = [created(env, T0 + i).job_id for i in range(25)]
+    pages, after = [], None
+    with counting_queries(env) as reads:
+        for _ in range(3):
+            page = store.list(TENANT, T0, status=None, service=None, limit=10, after=after)
+            pages.append([j.job_id for j in page.jobs])
+            after = page.last_job_id
+    assert [len(p) for p in pages] == [10, 10, 5]
+    assert [j for p in pages for j in p] == ids[::-1]
+    assert after is None
+    assert reads.queries == 3
+    assert reads.scanned <= 3 * 11  # each page reads its own items plus one look-ahead
+
+
+def test_list_reads_about_a_page_not_the_table(env):
+    store = env.rt.store
+    for i in range(200):
+        created(env, T0 + i, service="echo" if i % 2 else "sleep")
+    for filters in ({}, {"status": "queued"}, {"service": "echo"}):
+        with counting_queries(env) as reads:
+            page = store.list(TENANT, T0, status=filters.get("status"), service=filters.get("service"),
+                              limit=10, after=None)
+        assert len(page.jobs) == 10 and page.last_job_id == page.jobs[-1].job_id
+        assert reads.queries == 1, filters
+        assert reads.scanned <= 11, (filters, reads)
+    # a page deep in the listing costs the same
+    after = walk(store, T0, 50)[1][-1]
+    with counting_queries(env) as reads:
+        page = store.list(TENANT, T0, status=None, service=None, limit=10, after=after)
+    assert len(page.jobs) == 10 and reads.queries == 1 and reads.scanned <= 11
+
+
+def test_list_filters_by_status_and_service_and_follows_state_changes(env):
+    store = env.rt.store
+    echo = [created(env, T0 + i).job_id for i in range(3)]
+    sleep = [created(env, T0 + 10 + i, service="sleep").job_id for i in range(3)]
+    store.claim(TENANT, echo[1], "tok", 60, T0)
+    cancel(store, TENANT, sleep[0], T0)
+    flat = lambda pages: [j for p in pages for j in p]  # noqa: E731
+    assert flat(walk(store, T0, 2, service="echo")) == echo[::-1]
+    assert flat(walk(store, T0, 2, service="sleep")) == sleep[::-1]
+    assert flat(walk(store, T0, 2, status="running")) == [echo[1]]
+    assert flat(walk(store, T0, 2, status="canceled")) == [sleep[0]]
+    assert flat(walk(store, T0, 1, status="queued")) == [sleep[2], sleep[1], echo[2], echo[0]]
+    assert flat(walk(store, T0, 5, status="queued", service="sleep")) == [sleep[2], sleep[1]]
+    store.finish(TENANT, echo[1], "tok", "succeeded", {}, T0 + 1)
+    assert flat(walk(store, T0, 2, status="running")) == []
+    assert flat(walk(store, T0, 2, status="succeeded")) == [echo[1]]
+
+
+def test_list_never_shows_another_tenants_jobs(env):
+    store = env.rt.store
+    mine = [created(env, T0 + i).job_id for i in range(3)]
+    theirs = [created(env, T0 + 10 + i, tenant="bobco").job_id for i in range(2)]
+    assert walk(store, T0, 10) == [mine[::-1]]
+    assert walk(store, T0, 10, tenant="bobco") == [theirs[::-1]]
+    # starting "after" another tenant's job ID still reads only bobco's partition
+    page = store.list("bobco", T0, status=None, service=None, limit=10, after=mine[2])
+    assert {j.tenant for j in page.jobs} <= {"bobco"}
+
+
+def test_expired_jobs_are_not_listed(env):
+    store = env.rt.store
+    old = [created(env, T0 + i, ttl=100).job_id for i in range(3)]
+    new = [created(env, T0 + 10 + i, ttl=DAY).job_id for i in range(2)]
+    assert [j for p in walk(store, T0 + 50, 10) for j in p] == (old + new)[::-1]
+    assert walk(store, T0 + 200, 10) == [new[::-1]]
+    assert walk(store, T0 + 200, 10, status="queued") == [new[::-1]]
+    assert walk(store, T0 + 2 * DAY, 10) == [[]]
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3])
+def test_paging_around_expired_jobs_still_visits_every_live_job(env, limit):
+    store = env.rt.store
+    ids = [created(env, T0 + i, ttl=100 if i in (1, 4) else DAY).job_id for i in range(6)]
+    live = [j for i, j in enumerate(ids) if i not in (1, 4)][::-1]
+    assert [j for p in walk(store, T0 + 200, limit) for j in p] == live
+
+
+# -- runId ---------------------------------------------------------------------------------
+
+def test_a_run_id_can_be_claimed_once_per_tenant(env):
+    store = env.rt.store
+    first = created(env, run_id="run-1", request_hash="h1")
+    assert store.run_id_owner(TENANT, "run-1") == (first.job_id, "h1")
+    second = make_job(T0 + 1, run_id="run-1", request_hash="h2")
+    with pytest.raises(RunIdTaken) as info:
+        store.create(second)
+    assert info.value.job_id == first.job_id and info.value.request_hash == "h1"
+    assert store.get(TENANT, second.job_id, T0) is None  # the transaction wrote nothing
+    assert walk(store, T0, 10) == [[first.job_id]]
+    # another tenant's runIds are its own
+    theirs = created(env, T0 + 2, tenant="bobco", run_id="run-1", request_hash="h3")
+    assert store.run_id_owner("bobco", "run-1") == (theirs.job_id, "h3")
+    assert store.run_id_owner(TENANT, "run-1") == (first.job_id, "h1")
+    assert store.run_id_owner(TENANT, "run-2") is None
+
+
+def test_a_run_id_is_free_again_once_its_job_expired(env):
+    store = env.rt.store
+    created(env, run_id="run-1", request_hash="h1", ttl=100)
+    later = created(env, T0 + 101, run_id="run-1", request_hash="h2")
+    assert store.run_id_owner(TENANT, "run-1") == (later.job_id, "h2")
+
+
+def test_forget_removes_the_job_and_its_run_id(env):
+    store = env.rt.store
+    job = created(env, run_id="run-9", request_hash="h")
+    store.forget(job)
+    assert store.get(TENANT, job.job_id, T0) is None
+    assert store.run_id_owner(TENANT, "run-9") is None
+    assert created(env, T0 + 1, run_id="run-9").run_id == "run-9"
+
+
+# -- active count (quota) ------------------------------------------------------------------
+
+def test_count_active_counts_queued_and_running_up_to_the_cap(env):
+    store = env.rt.store
+    if not hasattr(store, "count_active"):
+        pytest.skip("no count_active in this store")
+    jobs = [created(env, T0 + i) for i in range(6)]
+    store.claim(TENANT, jobs[0].job_id, "tok", 60, T0)
+    cancel(store, TENANT, jobs[1].job_id, T0)
+    created(env, T0, tenant="bobco")
+    created(env, T0 + 7, ttl=1)  # expired at T0 + 10
+    assert store.count_active(TENANT, 100, T0 + 10) == 5
+    with counting_queries(env) as reads:
+        assert store.count_active(TENANT, 3, T0 + 10) == 3
+    assert reads.scanned <= 4
