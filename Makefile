@@ -10,7 +10,7 @@ PYTHON312 := $(shell for p in python3.12 python3.13; do \
     if command -v pyenv >/dev/null 2>&1; then v=$$(pyenv versions --bare 2>/dev/null | grep -E "^$${p#python}(\.[0-9]+)?$$" | tail -1); \
       if [ -n "$$v" ]; then echo "$$(pyenv root)/versions/$$v/bin/$$p"; exit 0; fi; fi; done)
 
-.PHONY: run test lint check-infra package bench clean
+.PHONY: run test lint bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@if [ ! -x $(PY) ]; then \
@@ -32,5 +32,10 @@ test: .venv
 lint: .venv
 	$(PY) -m ruff check .
 
+bench: .venv
+	$(PY) -m bench.run
+
 clean:
 	rm -rf $(VENV) build .pytest_cache
+
+include infra/infra.mk

@@ -7,6 +7,8 @@ import threading
 import time
 from typing import Any
 
+MAX_VISIBILITY = 43_200 - 300
+
 
 class Dispatcher:
     def __init__(self, client: Any, jobs_url: str, callbacks_url: str, depth_ttl: float = 10.0):
@@ -37,10 +39,11 @@ class Dispatcher:
         self._sqs.send_message(QueueUrl=queue_url, MessageBody=body)
 
     def retry_later(self, queue_url: str, receipt_handle: str, seconds: int) -> None:
-        """Hide a message for `seconds` (up to 12 h); it comes back as a new delivery."""
+        """Hide a message for `seconds`; it comes back as a new delivery. SQS counts its 12 h
+        limit from the receive, so the cap leaves room for the time already spent."""
         self._sqs.change_message_visibility(
             QueueUrl=queue_url, ReceiptHandle=receipt_handle,
-            VisibilityTimeout=max(0, min(43_200, seconds)),
+            VisibilityTimeout=max(0, min(MAX_VISIBILITY, seconds)),
         )
 
     def jobs_waiting(self, now: float | None = None) -> int:

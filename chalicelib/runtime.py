@@ -19,7 +19,7 @@ from .blobs import BlobStore, content_key
 from .callbacks import Deliverer
 from .connections import Clients, create_clients
 from .jobs import QUEUED, RUNNING, SUCCEEDED, Job
-from .queue import Dispatcher
+from .queue import MAX_VISIBILITY, Dispatcher
 from .settings import Settings
 from .store import JobStore
 from .tenants import TenantStore
@@ -95,7 +95,7 @@ class Runtime:
         except Malformed:
             # Keep it in the DLQ for an operator to look at; hide it as long as SQS allows.
             self.dispatcher.retry_later(self.queue_url(record.queue_name),
-                                        record.receipt_handle, 43_200)
+                                        record.receipt_handle, MAX_VISIBILITY)
             raise Deferred("malformed message parked in the DLQ") from None
         now = time.time()
         job = self.store.get(tenant, job_id, now)
