@@ -82,9 +82,11 @@ def bind(**keys: Any) -> None:
 def metric(name: str, value: float = 1, unit: str = "Count", **dimensions: str) -> None:
     """One EMF line: CloudWatch turns it into a metric, with no API call from the Lambda."""
     dims = {"service": "jobgate", **dimensions}
+    # The deployment-wide series (what the alarms watch) and, when given, a finer one.
+    sets = [["service"]] + ([sorted(dims)] if dimensions else [])
     blob = {
         "_aws": {"Timestamp": int(time.time() * 1000), "CloudWatchMetrics": [{
-            "Namespace": NAMESPACE, "Dimensions": [sorted(dims)],
+            "Namespace": NAMESPACE, "Dimensions": sets,
             "Metrics": [{"Name": name, "Unit": unit}]}]},
         name: value, **dims,
     }

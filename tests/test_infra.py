@@ -197,7 +197,7 @@ def test_queues_keep_messages_14_days_redrive_and_outlast_their_functions(
 def test_alarms_watch_dlq_depth_and_message_age(template: dict[str, Any]) -> None:
     watched = set()
     for r in template["Resources"].values():
-        if r["Type"] == "AWS::CloudWatch::Alarm":
+        if r["Type"] == "AWS::CloudWatch::Alarm" and r["Properties"]["Namespace"] != "Jobgate":
             p = r["Properties"]
             assert p["Namespace"] == "AWS/SQS"
             (dim,) = p["Dimensions"]
@@ -209,6 +209,16 @@ def test_alarms_watch_dlq_depth_and_message_age(template: dict[str, Any]) -> Non
         assert ("ApproximateAgeOfOldestMessage", logical_id) in watched, q
         if q.endswith("-dlq"):
             assert ("ApproximateNumberOfMessagesVisible", logical_id) in watched, q
+
+
+def test_alarms_watch_the_functions_own_metrics(template: dict[str, Any]) -> None:
+    """The EMF metrics chalicelib.telemetry writes, on their deployment-wide series."""
+    ours = {r["Properties"]["MetricName"]: r["Properties"] for r in template["Resources"].values()
+            if r["Type"] == "AWS::CloudWatch::Alarm" and r["Properties"]["Namespace"] == "Jobgate"}
+    assert {"JobsFailed", "CallbacksGivenUp"} <= set(ours)
+    for p in ours.values():
+        assert p["Dimensions"] == [{"Name": "service", "Value": "jobgate"}]
+        assert p["Statistic"] == "Sum"
 
 
 # -- .chalice/config.json and the stage policies ----------------------------------------------------

@@ -26,8 +26,9 @@ def test_worker_lines_carry_the_job_keys_and_metrics_are_emf(env, http, capsys):
     succeeded = metrics["JobsSucceeded"]
     assert succeeded["JobsSucceeded"] == 1 and succeeded["JobService"] == "echo"
     assert succeeded["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Jobgate"
-    dims = succeeded["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0]
-    assert all(d in succeeded for d in dims)
+    sets = succeeded["_aws"]["CloudWatchMetrics"][0]["Dimensions"]
+    assert sets == [["service"], ["JobService", "service"]]  # the alarms watch ["service"]
+    assert all(d in succeeded for dims in sets for d in dims)
 
 
 def test_secrets_never_reach_the_log(env, http, capsys):
