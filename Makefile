@@ -12,13 +12,13 @@ PYTHON312 := $(shell for p in python3.12 python3.13; do \
 
 .PHONY: run test lint bench clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml client/pyproject.toml
 	@if [ ! -x $(PY) ]; then \
 	  if [ -z "$(PYTHON312)" ]; then echo "error: Python 3.12+ not found (install python3.12, or pyenv install 3.12)" >&2; exit 1; fi; \
 	  echo "creating $(VENV) with $(PYTHON312)"; "$(PYTHON312)" -m venv $(VENV); fi
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
-	$(PY) -m pip install -q -e .
+	$(PY) -m pip install -q -e . -e client
 	@touch $@
 
 .venv: $(VENV)/.installed

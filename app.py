@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from chalicelib.http import (
     render,
     render_error,
 )
+from chalicelib.jobs import retry_after
 from chalicelib.views import deliveries_body
 
 STAGE = os.environ.get("JOBGATE_STAGE", "dev")
@@ -64,6 +66,14 @@ def endpoint(path: str, methods: list[str], auth: bool = True) -> Callable[..., 
 @endpoint("/v1/health", ["GET"], auth=False)
 def health(rt: Any, request: Any, tenant: Any) -> Response:
     return render(request, 200, {"status": "ok"}, root="health")
+
+
+@endpoint("/openapi.json", ["GET"], auth=False)
+def openapi(rt: Any, request: Any, tenant: Any) -> Response:
+    from chalicelib.openapi import document
+
+    return Response(body=json.dumps(document(base_url(request))), status_code=200,
+                    headers={"Content-Type": "application/json"})
 
 
 @endpoint("/dashboard", ["GET"], auth=False)
@@ -118,7 +128,7 @@ def list_jobs(rt: Any, request: Any, tenant: Any) -> Response:
 @endpoint("/v1/jobs/{jobId}", ["GET"])
 def get_job(rt: Any, request: Any, tenant: Any, jobId: str) -> Response:  # noqa: N803
     job = rt.api.get(tenant, jobId)
-    headers = {} if job.terminal else {"Retry-After": "1"}
+    headers = {} if job.terminal else {"Retry-After": str(retry_after(job))}
     return render(request, 200, rt.api.resource(job, base_url(request)).dump(), headers)
 
 

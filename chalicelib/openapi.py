@@ -134,19 +134,21 @@ _PARAMETERS: dict[str, dict[str, Any]] = {
         "schema": {"type": "string"}, "example": "respond-async, wait=10",
     },
     "Status": {
-        "name": "status", "in": "query", "required": False, "description": "Only jobs in this state.",
+        "name": "status", "in": "query", "required": False, "allowEmptyValue": True,
+        "description": "Only jobs in this state.",
         "schema": {"type": "string", "enum": ["queued", "running", "succeeded", "failed", "canceled"]},
     },
     "ServiceFilter": {
-        "name": "service", "in": "query", "required": False,
+        "name": "service", "in": "query", "required": False, "allowEmptyValue": True,
         "description": "Only jobs of this service.", "schema": {"type": "string"},
     },
     "Limit": {
-        "name": "limit", "in": "query", "required": False, "description": "Page size.",
+        "name": "limit", "in": "query", "required": False, "allowEmptyValue": True,
+        "description": "Page size.",
         "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
     },
     "Cursor": {
-        "name": "cursor", "in": "query", "required": False,
+        "name": "cursor", "in": "query", "required": False, "allowEmptyValue": True,
         "description": "`nextCursor` of the previous page (valid for the same filters only).",
         "schema": {"type": "string"},
     },
@@ -383,6 +385,15 @@ def _document() -> dict[str, Any]:
                               **_errors(e503="")},
             },
         },
+        "/dashboard": {
+            "get": {
+                "operationId": "dashboard", "tags": ["meta"], "security": [],
+                "summary": "A page to watch, submit and cancel jobs (it asks for the API key)",
+                "responses": {"200": {"description": "The page.",
+                                      "content": {"text/html": {"schema": {"type": "string"}}}},
+                              **_errors(e503="")},
+            },
+        },
         "/openapi.json": {
             "get": {
                 "operationId": "openapi", "tags": ["meta"], "summary": "This document",
@@ -421,7 +432,8 @@ def _document() -> dict[str, Any]:
             {"name": "jobs", "description": "Submit, follow, cancel and collect jobs."},
             {"name": "services", "description": "The job types."},
             {"name": "webhooks", "description": "The `job.finished` event and its deliveries."},
-            {"name": "meta", "description": "Health and this document (no credentials)."},
+            {"name": "meta", "description": "Health, this document and the dashboard page (no "
+                                            "credentials)."},
         ],
         "paths": paths,
         "webhooks": webhooks,

@@ -5,6 +5,7 @@ Every state change is a conditional write, which is what makes the worker safe t
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -20,6 +21,7 @@ _FIELDS = {f.name: "".join(w.title() if i else w for i, w in enumerate(f.name.sp
 _ATTRS = {v: k for k, v in _FIELDS.items()}
 _JOB_FIELDS = {f.name: f for f in dataclasses.fields(Job)}
 
+RUN_ID_TRIES = 6
 INDEX_ALL, INDEX_STATUS, INDEX_SERVICE = "byTenant", "byTenantStatus", "byTenantService"
 
 
@@ -197,21 +199,28 @@ class JobStore:
             "requestHash": job.request_hash or "", "ttl": int(job.expires_at),
             "expiresAt": job.expires_at,
         })
-        try:
-            self._db.transact_write_items(TransactItems=[
-                {"Put": {"TableName": self._table, "Item": run_item,
-                         "ConditionExpression": "attribute_not_exists(pk) OR expiresAt < :now",
-                         "ExpressionAttributeValues": serialize({":now": job.created_at})}},
-                {"Put": {"TableName": self._table, "Item": item,
-                         "ConditionExpression": "attribute_not_exists(pk)"}},
-            ])
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "TransactionCanceledException":
-                raise
-            existing = self.run_id_owner(job.tenant, job.run_id)
-            if existing is None:
-                raise
-            raise RunIdTaken(*existing) from exc
+        items = [
+            {"Put": {"TableName": self._table, "Item": run_item,
+                     "ConditionExpression": "attribute_not_exists(pk) OR expiresAt < :now",
+                     "ExpressionAttributeValues": serialize({":now": job.created_at})}},
+            {"Put": {"TableName": self._table, "Item": item,
+                     "ConditionExpression": "attribute_not_exists(pk)"}},
+        ]
+        for attempt in range(RUN_ID_TRIES):
+            try:
+                self._db.transact_write_items(TransactItems=items)
+                return
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "TransactionCanceledException":
+                    raise
+                existing = self.run_id_owner(job.tenant, job.run_id)
+                if existing is not None:
+                    raise RunIdTaken(*existing) from exc
+                if attempt == RUN_ID_TRIES - 1:
+                    raise
+                # A concurrent submit of the same runId is mid-transaction (conflict, not a
+                # failed condition): its winner becomes visible in a moment.
+                time.sleep(0.02 * 2 ** attempt)
 
     def create_if_absent(self, job: Job) -> None:
         """For a chain's next job, whose ID was fixed by the previous job's end."""

@@ -1,0 +1,40 @@
+"""Jobgate: a Python SDK and CLI for the Jobgate async job API.
+
+    from jobgate import Client
+
+    with Client("http://127.0.0.1:8000", "API_KEY") as jg:
+        job = jg.submit("sleep", {"seconds": 3})
+        done = job.wait(timeout=60, on_progress=lambda j: print(j.status, j.percent))
+        print(done.download_result())
+"""
+
+__version__ = "0.1.0"
+
+from .client import Client  # noqa: E402
+from .errors import (  # noqa: E402
+    BadRequest,
+    Conflict,
+    ConnectionFailed,
+    Forbidden,
+    Gone,
+    JobgateError,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    Unauthorized,
+    Unavailable,
+    UnsupportedMediaType,
+    ValidationFailed,
+    WaitTimeout,
+    WebhookVerificationFailed,
+)
+from .models import Callback, Delivery, Job, JobError, Progress, Service, WebhookEvent  # noqa: E402
+from .webhooks import verify_webhook  # noqa: E402
+
+__all__ = [
+    "BadRequest", "Callback", "Client", "Conflict", "ConnectionFailed", "Delivery", "Forbidden",
+    "Gone", "Job", "JobError", "JobgateError", "NotFound", "PayloadTooLarge", "Progress",
+    "RateLimited", "Service", "Unauthorized", "Unavailable", "UnsupportedMediaType",
+    "ValidationFailed", "WaitTimeout", "WebhookEvent", "WebhookVerificationFailed", "__version__",
+    "verify_webhook",
+]

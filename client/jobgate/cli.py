@@ -1,0 +1,447 @@
+"""`jobgate`: the command line client.
+
+Exit codes: 0 success, 1 an API or connection error (or a job that did not succeed
+under --wait), 2 a usage error, 130 interrupted. Errors are one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import mimetypes
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .client import Client
+from .errors import JobgateError, WaitTimeout
+from .models import Job
+
+PROG = "jobgate"
+
+
+class UsageError(Exception):
+    """Bad arguments or configuration: exit code 2."""
+
+
+# -- entry point ---------------------------------------------------------------------------
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        with make_client(args) as client:
+            return int(args.run(client, args) or 0)
+    except UsageError as exc:
+        return fail(f"{exc}", 2)
+    except WaitTimeout as exc:
+        return fail(f"{exc} (it goes on; `{PROG} status {exc.job.job_id}` follows it)", 1)
+    except JobgateError as exc:
+        return fail(str(exc), 1)
+    except KeyboardInterrupt:
+        return fail("interrupted", 130)
+    except BrokenPipeError:
+        # The reader went away (`jobgate list | head`): not an error worth a message.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as exc:  # writing --output, reading --input
+        return fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc), 1)
+
+
+def fail(message: str, code: int) -> int:
+    print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)
+    return code
+
+
+def make_client(args: argparse.Namespace) -> Client:
+    url = getattr(args, "url", None) or os.environ.get("JOBGATE_URL")
+    key = getattr(args, "api_key", None) or os.environ.get("JOBGATE_API_KEY")
+    if not url:
+        raise UsageError("no API URL: pass --url or set JOBGATE_URL")
+    if not key:
+        raise UsageError("no API key: pass --api-key or set JOBGATE_API_KEY")
+    try:
+        return Client(url, key, tenant=getattr(args, "tenant", None) or None)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+# -- arguments -----------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--url", default=argparse.SUPPRESS,
+                        help="API base URL (default: $JOBGATE_URL)")
+    common.add_argument("--api-key", default=argparse.SUPPRESS,
+                        help="API key (default: $JOBGATE_API_KEY)")
+    common.add_argument("--tenant", default=argparse.SUPPRESS,
+                        help="use HTTP Basic <tenant>:<api key> instead of a Bearer token")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="machine-readable JSON output")
+
+    parser = argparse.ArgumentParser(
+        prog=PROG, parents=[common],
+        description="Submit and follow Jobgate jobs. Reads JOBGATE_URL and JOBGATE_API_KEY.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, run: Callable[[Client, argparse.Namespace], int], help_: str
+                ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, parents=[common], help=help_, description=help_)
+        p.set_defaults(run=run)
+        return p
+
+    p = command("submit", cmd_submit, "submit a job (and with --wait, follow it and print its result)")
+    p.add_argument("service", help="the service to run, e.g. echo, sleep, dataload")
+    body = p.add_mutually_exclusive_group()
+    body.add_argument("--input", metavar="FILE", help="the input: a JSON file ('-' for stdin)")
+    body.add_argument("--data", metavar="JSON", help="the input as a JSON object on the command line")
+    body.add_argument("--content", metavar="FILE",
+                      help="upload this document as the service's content ('-' for stdin)")
+    p.add_argument("--content-type", metavar="TYPE",
+                   help="media type of --content (default: guessed from its name)")
+    p.add_argument("--var", action="append", default=[], type=key_value, metavar="K=V",
+                   help="a job variable (repeatable)")
+    p.add_argument("--run-id", help="idempotency key: the same run ID never starts a second job")
+    p.add_argument("--callback", metavar="URL", help="webhook URL called when the job ends")
+    p.add_argument("--log-level", type=int, choices=range(4), metavar="N",
+                   help="0 none, 1 low (default), 2 medium, 3 high")
+    p.add_argument("--wait", action="store_true",
+                   help="show progress until the job ends, then print its result")
+    p.add_argument("--timeout", type=float, metavar="SECONDS", help="with --wait: give up after this")
+    p.add_argument("--output", "-o", metavar="FILE", help="with --wait: write the result here")
+    p.add_argument("--quiet", "-q", action="store_true", help="with --wait: no progress display")
+
+    p = command("wait", cmd_wait, "follow a job until it ends, then print its result")
+    p.add_argument("job_id", metavar="ID")
+    p.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after this")
+    p.add_argument("--output", "-o", metavar="FILE", help="write the result here")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress display")
+
+    p = command("status", cmd_status, "show a job")
+    p.add_argument("job_id", metavar="ID")
+
+    p = command("list", cmd_list, "list jobs, newest first")
+    p.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "canceled"])
+    p.add_argument("--service")
+    p.add_argument("--limit", type=positive_int, default=20, metavar="N",
+                   help="at most N jobs (default 20)")
+    p.add_argument("--all", action="store_true", help="every job (follows all pages)")
+
+    p = command("cancel", cmd_cancel, "cancel a queued or running job")
+    p.add_argument("job_id", metavar="ID")
+
+    p = command("delete", cmd_delete, "delete a finished job, its result and log")
+    p.add_argument("job_id", metavar="ID")
+
+    p = command("result", cmd_result, "download a job's result (to stdout or --output)")
+    p.add_argument("job_id", metavar="ID")
+    p.add_argument("--output", "-o", metavar="FILE", help="write the result here")
+
+    p = command("log", cmd_log, "print a job's log")
+    p.add_argument("job_id", metavar="ID")
+
+    command("services", cmd_services, "list the services")
+
+    p = command("deliveries", cmd_deliveries, "list a job's webhook attempts")
+    p.add_argument("job_id", metavar="ID")
+
+    p = command("redeliver", cmd_redeliver, "send a job's webhook again")
+    p.add_argument("job_id", metavar="ID")
+    return parser
+
+
+def key_value(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
+def positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return n
+
+
+def as_json(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "json", False))
+
+
+# -- commands ------------------------------------------------------------------------------
+
+def cmd_submit(client: Client, args: argparse.Namespace) -> int:
+    if args.output and not args.wait:
+        raise UsageError("--output needs --wait (or use `jobgate result ID --output FILE`)")
+    if args.timeout is not None and not args.wait:
+        raise UsageError("--timeout needs --wait")
+    if args.content_type and not args.content:
+        raise UsageError("--content-type needs --content")
+    variables = dict(args.var)
+    kwargs: dict[str, Any] = dict(variables=variables or None, run_id=args.run_id,
+                                  callback_url=args.callback, log_level=args.log_level)
+    if args.content:
+        data = read_bytes(args.content)
+        content_type = args.content_type or (
+            mimetypes.guess_type(args.content)[0] if args.content != "-" else None)
+        job = client.submit(args.service, content=data, content_type=content_type, **kwargs)
+    else:
+        job = client.submit(args.service, read_input(args), **kwargs)
+    if job.replayed:
+        print(f"{PROG}: run ID {args.run_id} was used before: this is its job", file=sys.stderr)
+    if not args.wait:
+        if as_json(args):
+            emit_json(job.to_dict())
+        else:
+            print(job.job_id)
+        return 0
+    return finish(client, job, args)
+
+
+def cmd_wait(client: Client, args: argparse.Namespace) -> int:
+    return finish(client, client.get(args.job_id), args)
+
+
+def finish(client: Client, job: Job, args: argparse.Namespace) -> int:
+    """Follow the job to its end, then print its result (or the job, with --json)."""
+    try:
+        done = follow(job, args.timeout, quiet=args.quiet)
+    except KeyboardInterrupt:
+        return fail(f"interrupted; job {job.job_id} goes on (`{PROG} cancel {job.job_id}` stops it)", 130)
+    ok = done.status == "succeeded"
+    if ok and (args.output or not as_json(args)):
+        write_result(client, done, args.output)
+    if as_json(args):
+        emit_json(done.to_dict())
+    if not ok:
+        reason = f": {done.error.code}: {done.error.message}" if done.error else ""
+        return fail(f"job {done.job_id} {done.status}{reason}", 1)
+    return 0
+
+
+def follow(job: Job, timeout: float | None, quiet: bool = False) -> Job:
+    """job.wait() with a live progress bar on a terminal (plain lines otherwise)."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if quiet:
+        return job.wait(timeout)
+    if not console.is_terminal:
+        def line(j: Job) -> None:
+            print(f"{j.job_id} {describe(j)}", file=sys.stderr, flush=True)
+
+        line(job)
+        return job.wait(timeout, on_progress=line)
+
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        SpinnerColumn,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    bar = Progress(SpinnerColumn(), TextColumn("[bold]{task.fields[status]:<9}"), BarColumn(),
+                   TaskProgressColumn(), TimeElapsedColumn(), TextColumn("{task.fields[note]}"),
+                   console=console, transient=False)
+
+    def update(j: Job) -> None:
+        note = (j.progress.message or "") if j.progress else ""
+        bar.update(task, completed=j.percent or 0.0, status=j.status, note=note)
+
+    with bar:
+        task = bar.add_task(job.job_id, total=100.0, completed=0.0, status=job.status, note="")
+        update(job)
+        done = job.wait(timeout, on_progress=update)
+        if done.status == "succeeded":
+            bar.update(task, completed=100.0)
+        update(done)
+    return done
+
+
+def describe(job: Job) -> str:
+    text = job.status
+    if job.progress:
+        text += f" {job.progress.percent:.0f}%"
+        if job.progress.message:
+            text += f" {job.progress.message}"
+    return text
+
+
+def write_result(client: Client, job: Job, output: str | None) -> None:
+    if output and output != "-":
+        client.download_result(job, output)
+        return
+    data = client.download_result(job)
+    assert isinstance(data, bytes)
+    write_stdout(data)
+
+
+def cmd_status(client: Client, args: argparse.Namespace) -> int:
+    job = client.get(args.job_id)
+    if as_json(args):
+        emit_json(job.to_dict())
+        return 0
+    rows: list[tuple[str, Any]] = [
+        ("job", job.job_id), ("service", job.service), ("status", describe(job)),
+        ("run id", job.run_id), ("created", job.created_at), ("started", job.started_at),
+        ("completed", job.completed_at),
+        ("duration", f"{job.duration:g}s" if job.duration is not None else None),
+        ("attempts", job.attempts),
+        ("error", f"{job.error.code}: {job.error.message}" if job.error else None),
+        ("result", f"{job.result_type} ({job.result_size} bytes), until {job.valid_until}"
+         if job.result_type else None),
+        ("previous", job.previous), ("next", job.next),
+        ("callback", f"{job.callback.url} [{job.callback.state}, {job.callback.attempts} attempts]"
+         if job.callback else None),
+        ("expires", job.expires_at),
+    ]
+    rows += [(f"var {k}", v) for k, v in sorted(job.variables.items())]
+    shown = [(k, str(v)) for k, v in rows if v not in (None, "")]
+    width = max(len(k) for k, _ in shown)
+    for k, v in shown:
+        print(f"{k:<{width}}  {v}")
+    return 0
+
+
+def cmd_list(client: Client, args: argparse.Namespace) -> int:
+    limit = None if args.all else args.limit
+    jobs = list(client.list(status=args.status, service=args.service, limit=limit,
+                            page_size=100 if args.all else None))
+    if as_json(args):
+        emit_json([j.to_dict() for j in jobs])
+        return 0
+    table(["JOB", "SERVICE", "STATUS", "PROGRESS", "CREATED"],
+          [[j.job_id, j.service, j.status, f"{j.percent:.0f}%" if j.percent is not None else "",
+            j.created_at] for j in jobs])
+    return 0
+
+
+def cmd_cancel(client: Client, args: argparse.Namespace) -> int:
+    job = client.cancel(args.job_id)
+    if as_json(args):
+        emit_json(job.to_dict())
+    else:
+        print(f"{job.job_id} {job.status}")
+    return 0
+
+
+def cmd_delete(client: Client, args: argparse.Namespace) -> int:
+    client.delete(args.job_id)
+    if as_json(args):
+        emit_json({"jobId": args.job_id, "deleted": True})
+    else:
+        print(f"{args.job_id} deleted")
+    return 0
+
+
+def cmd_result(client: Client, args: argparse.Namespace) -> int:
+    if args.output and args.output != "-":
+        path = client.download_result(args.job_id, args.output)
+        if as_json(args):
+            emit_json({"jobId": args.job_id, "path": str(path), "bytes": Path(path).stat().st_size})
+        return 0
+    data = client.download_result(args.job_id)
+    assert isinstance(data, bytes)
+    write_stdout(data)  # the result itself is the machine output, --json or not
+    return 0
+
+
+def cmd_log(client: Client, args: argparse.Namespace) -> int:
+    text = client.log(args.job_id)
+    if as_json(args):
+        emit_json({"jobId": args.job_id, "log": text})
+    else:
+        sys.stdout.write(text if not text or text.endswith("\n") else text + "\n")
+    return 0
+
+
+def cmd_services(client: Client, args: argparse.Namespace) -> int:
+    services = client.services()
+    if as_json(args):
+        emit_json([s.raw for s in services])
+        return 0
+    table(["SERVICE", "ENABLED", "DESCRIPTION"],
+          [[s.name, "yes" if s.enabled else "no", s.description] for s in services])
+    return 0
+
+
+def cmd_deliveries(client: Client, args: argparse.Namespace) -> int:
+    deliveries = client.deliveries(args.job_id)
+    if as_json(args):
+        emit_json([d.raw for d in deliveries])
+        return 0
+    if not deliveries:
+        print(f"{PROG}: no webhook attempts for {args.job_id}", file=sys.stderr)
+        return 0
+    table(["ATTEMPT", "AT", "STATUS", "DURATION", "ERROR"],
+          [[str(d.attempt), d.at, str(d.status_code) if d.status_code is not None else "-",
+            f"{d.duration_ms} ms", d.error or ""] for d in deliveries])
+    return 0
+
+
+def cmd_redeliver(client: Client, args: argparse.Namespace) -> int:
+    job = client.redeliver(args.job_id)
+    if as_json(args):
+        emit_json(job.to_dict())
+    else:
+        print(f"{job.job_id} webhook sent again")
+    return 0
+
+
+# -- input and output ----------------------------------------------------------------------
+
+def read_bytes(name: str) -> bytes:
+    if name == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(name).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {name}: {exc.strerror or exc}") from None
+
+
+def read_input(args: argparse.Namespace) -> dict[str, Any] | None:
+    if args.data is not None:
+        text, where = args.data, "--data"
+    elif args.input is not None:
+        text, where = read_bytes(args.input).decode("utf-8", "replace"), args.input
+    else:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{where} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"{where} must be a JSON object")
+    return value
+
+
+def write_stdout(data: bytes) -> None:
+    """The bytes unchanged; a final newline only for a terminal, so the prompt stays apart."""
+    sys.stdout.buffer.write(data)
+    if data and not data.endswith(b"\n") and sys.stdout.isatty():
+        sys.stdout.buffer.write(b"\n")
+    sys.stdout.buffer.flush()
+
+
+def emit_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def table(headers: list[str], rows: list[list[str]]) -> None:
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    for row in [headers, *rows]:
+        cells = [c.ljust(w) for c, w in zip(row, widths, strict=True)]
+        print("  ".join(cells).rstrip())

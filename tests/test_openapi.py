@@ -1,0 +1,264 @@
+"""The OpenAPI document: a valid OpenAPI 3.1, generated from the pydantic models, covering
+every route of app.py and API.md; and real answers (Chalice's test client on moto) match it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from chalicelib.openapi import document
+from tests.conftest import body
+
+BASE = "https://jobs.example.com/api"
+ERROR_REF = "#/components/schemas/ErrorBody"
+METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
+
+# API.md's routes: the document must hold exactly these operations.
+API_MD = {
+    ("post", "/v1/jobs"), ("get", "/v1/jobs"), ("post", "/v1/services/{service}/jobs"),
+    ("get", "/v1/jobs/{jobId}"), ("delete", "/v1/jobs/{jobId}"), ("post", "/v1/jobs/{jobId}/cancel"),
+    ("get", "/v1/jobs/{jobId}/result"), ("get", "/v1/jobs/{jobId}/log"),
+    ("get", "/v1/jobs/{jobId}/deliveries"), ("post", "/v1/jobs/{jobId}/deliveries"),
+    ("get", "/v1/services"), ("get", "/v1/health"), ("get", "/openapi.json"), ("get", "/dashboard"),
+}
+PUBLIC = {("get", "/v1/health"), ("get", "/openapi.json"), ("get", "/dashboard")}
+
+
+@pytest.fixture(scope="module")
+def doc() -> dict[str, Any]:
+    return document(BASE)
+
+
+def operations(doc: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(method, path): op for path, item in doc["paths"].items()
+            for method, op in item.items() if method in METHODS}
+
+
+def test_is_valid_openapi_31(doc: dict[str, Any]) -> None:
+    from openapi_spec_validator import OpenAPIV31SpecValidator, validate
+
+    assert doc["openapi"].startswith("3.1")
+    validate(doc, cls=OpenAPIV31SpecValidator)
+    json.dumps(doc)  # plain JSON, servable as is
+
+
+def test_validation_would_catch_a_broken_document(doc: dict[str, Any]) -> None:
+    from openapi_spec_validator import validate
+    from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
+    from referencing.exceptions import Unresolvable
+
+    broken = json.loads(json.dumps(doc))
+    del broken["components"]["parameters"]["JobId"]["in"]
+    with pytest.raises(OpenAPIValidationError):
+        validate(broken)
+    dangling = json.loads(json.dumps(doc))
+    dangling["components"]["schemas"].pop("Progress")  # JobResource refers to it
+    with pytest.raises(Unresolvable):
+        validate(dangling)
+
+
+def test_every_app_route_is_documented(doc: dict[str, Any]) -> None:
+    import app
+
+    ops = operations(doc)
+    for path, methods in app.app.routes.items():
+        for method in methods:
+            assert (method.lower(), path) in ops, f"{method} {path} is missing from /openapi.json"
+
+
+def test_covers_api_md_exactly(doc: dict[str, Any]) -> None:
+    assert set(operations(doc)) == API_MD
+    ids = [op["operationId"] for op in operations(doc).values()]
+    assert len(ids) == len(set(ids))
+
+
+def test_servers_and_copies(doc: dict[str, Any]) -> None:
+    assert doc["servers"][0]["url"] == BASE
+    other = document("http://127.0.0.1:8000/")
+    assert other["servers"][0]["url"] == "http://127.0.0.1:8000"
+    other["paths"].clear()
+    assert document(BASE)["paths"], "callers must get their own copy"
+
+
+def test_security(doc: dict[str, Any]) -> None:
+    schemes = doc["components"]["securitySchemes"]
+    assert schemes["bearerAuth"] == {**schemes["bearerAuth"], "type": "http", "scheme": "bearer"}
+    assert schemes["basicAuth"] == {**schemes["basicAuth"], "type": "http", "scheme": "basic"}
+    assert doc["security"] == [{"bearerAuth": []}, {"basicAuth": []}]
+    for key, op in operations(doc).items():
+        if key in PUBLIC:
+            assert op["security"] == [], key
+        else:
+            assert "security" not in op, key  # the document-wide requirement applies
+            assert "401" in op["responses"], key
+
+
+def test_errors_and_headers(doc: dict[str, Any]) -> None:
+    for key, op in operations(doc).items():
+        for status, resp in op["responses"].items():
+            if status.startswith(("4", "5")):
+                content = resp["content"]
+                assert content["application/json"]["schema"] == {"$ref": ERROR_REF}, (key, status)
+                assert content["application/xml"]["schema"]["xml"] == {"name": "error"}
+            if status in ("429", "503"):
+                assert resp["headers"]["Retry-After"]["required"] is True, (key, status)
+        if key != ("get", "/openapi.json"):
+            assert "503" in op["responses"], key
+    ops = operations(doc)
+    submit = ops[("post", "/v1/jobs")]
+    assert {"200", "202", "400", "401", "404", "409", "413", "415", "422", "429", "503"} <= \
+        set(submit["responses"])
+    assert set(submit["responses"]["202"]["headers"]) == {"Location", "Retry-After", "Preference-Applied"}
+    assert set(submit["responses"]["200"]["headers"]) >= {"Location", "Idempotent-Replayed",
+                                                            "Preference-Applied"}
+    assert {"$ref": "#/components/parameters/Prefer"} in submit["parameters"]
+    assert set(submit["requestBody"]["content"]) == {"application/json", "application/xml"}
+    assert "303" in ops[("get", "/v1/jobs/{jobId}/result")]["responses"]
+    assert "410" in ops[("get", "/v1/jobs/{jobId}/result")]["responses"]
+    log = ops[("get", "/v1/jobs/{jobId}/log")]["responses"]
+    assert set(log["200"]["content"]) == {"text/plain"} and "303" in log
+    assert set(ops[("post", "/v1/jobs/{jobId}/cancel")]["responses"]) >= {"200", "202", "409"}
+    assert set(ops[("delete", "/v1/jobs/{jobId}")]["responses"]) >= {"204", "409"}
+    names = {p["$ref"].rsplit("/", 1)[-1] for p in ops[("post", "/v1/services/{service}/jobs")]["parameters"]}
+    assert names >= {"ServiceName", "RunId", "CallbackUrl", "LogLevel", "Variables", "Prefer"}
+    params = doc["components"]["parameters"]
+    assert [params[n]["name"] for n in ("RunId", "CallbackUrl", "LogLevel")] == \
+        ["runId", "callbackUrl", "logLevel"]
+    listing = {p["$ref"].rsplit("/", 1)[-1] for p in ops[("get", "/v1/jobs")]["parameters"]}
+    assert listing == {"Status", "ServiceFilter", "Limit", "Cursor"}
+
+
+def test_schemas_are_generated_from_the_models(doc: dict[str, Any]) -> None:
+    from chalicelib import models
+    from chalicelib.openapi_models import WebhookEvent
+
+    schemas = doc["components"]["schemas"]
+    ref = "#/components/schemas/{model}"
+    for model, mode in [(models.SubmitRequest, "validation"), (models.JobResource, "serialization"),
+                        (models.JobList, "serialization"), (models.ErrorBody, "serialization"),
+                        (models.ServiceList, "serialization"), (models.DeliveryList, "serialization"),
+                        (models.Health, "serialization"), (WebhookEvent, "serialization")]:
+        generated = model.model_json_schema(mode=mode, by_alias=True, ref_template=ref)
+        generated.pop("$defs", None)
+        assert schemas[model.__name__] == generated, model.__name__
+    job = schemas["JobResource"]
+    assert {"jobId", "status", "createdAt", "expiresAt", "log"} <= set(job["required"])
+    assert job["properties"]["status"]["enum"] == ["queued", "running", "succeeded", "failed", "canceled"]
+    assert "input" not in job["properties"]  # never echoed
+
+
+def test_webhook_event(doc: dict[str, Any]) -> None:
+    hook = doc["webhooks"]["job.finished"]["post"]
+    assert hook["requestBody"]["content"]["application/json"]["schema"] == \
+        {"$ref": "#/components/schemas/WebhookEvent"}
+    assert {p["name"] for p in hook["parameters"]} == {"webhook-id", "webhook-timestamp",
+                                                        "webhook-signature"}
+    event = doc["components"]["schemas"]["WebhookEvent"]
+    assert event["properties"]["type"]["const"] == "job.finished"
+    assert event["properties"]["data"] == {"$ref": "#/components/schemas/JobResource"}
+
+
+def test_import_is_light() -> None:
+    """Only the /openapi.json route imports it: importing must not build anything."""
+    code = ("import sys, chalicelib.openapi as o; "
+            "print(o._document.cache_info().currsize, 'chalicelib.models' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["0", "False"]
+
+
+# -- real answers match the document ---------------------------------------------------------
+
+class Contract:
+    def __init__(self, doc: dict[str, Any]):
+        self.doc = doc
+        self.ops = operations(doc)
+
+    def check(self, method: str, path: str, resp: Any) -> Any:
+        from openapi_schema_validator import OAS31Validator
+
+        status = str(resp.status_code)
+        headers = {k.lower(): v for k, v in resp.headers.items()}
+        responses = self.ops[(method, path)]["responses"]
+        assert status in responses, f"{method.upper()} {path} answered undocumented {status}"
+        spec = responses[status]
+        for name, header in spec.get("headers", {}).items():
+            if header.get("required"):
+                assert name.lower() in headers, f"{status} lacks {name}"
+        content = spec.get("content", {})
+        media = (headers.get("content-type") or "").split(";")[0].strip()
+        if not content:
+            return None
+        assert media in content, f"{media!r} is not documented for {status}"
+        if media != "application/json":
+            return resp.body
+        data = body(resp)
+        schema = {**content[media]["schema"], "components": self.doc["components"]}
+        OAS31Validator(schema).validate(data)
+        return data
+
+
+def test_answers_match_the_document(env: Any, http: Any, doc: dict[str, Any]) -> None:
+    c = Contract(doc)
+    job = c.check("post", "/v1/jobs", http.post("/v1/jobs", {"service": "echo", "input": {"a": 1},
+                                                             "runId": "contract-1"}))
+    job_id = job["jobId"]
+    assert job["status"] == "queued"
+    replay = http.post("/v1/jobs", {"service": "echo", "input": {"a": 1}, "runId": "contract-1"})
+    assert c.check("post", "/v1/jobs", replay)["jobId"] == job_id and replay.status_code == 200
+    c.check("post", "/v1/jobs", http.post("/v1/jobs", {"service": "echo", "input": {"a": 2},
+                                                       "runId": "contract-1"}))  # 409
+    c.check("get", "/v1/jobs/{jobId}", http.get(f"/v1/jobs/{job_id}"))
+    c.check("delete", "/v1/jobs/{jobId}", http.delete(f"/v1/jobs/{job_id}"))  # 409: not finished
+    env.run_queue()
+    done = c.check("get", "/v1/jobs/{jobId}", http.get(f"/v1/jobs/{job_id}"))
+    assert done["status"] == "succeeded"
+    c.check("get", "/v1/jobs", http.get("/v1/jobs?limit=1"))
+    c.check("get", "/v1/jobs/{jobId}/result", http.get(f"/v1/jobs/{job_id}/result"))
+    c.check("get", "/v1/jobs/{jobId}/log", http.get(f"/v1/jobs/{job_id}/log"))
+    c.check("get", "/v1/jobs/{jobId}/deliveries", http.get(f"/v1/jobs/{job_id}/deliveries"))
+    c.check("post", "/v1/jobs/{jobId}/deliveries", http.post(f"/v1/jobs/{job_id}/deliveries"))  # 409
+    c.check("post", "/v1/jobs/{jobId}/cancel", http.post(f"/v1/jobs/{job_id}/cancel"))  # 409
+    c.check("delete", "/v1/jobs/{jobId}", http.delete(f"/v1/jobs/{job_id}"))  # 204
+
+    queued = c.check("post", "/v1/jobs", http.post("/v1/jobs", {"service": "sleep"}))
+    c.check("post", "/v1/jobs/{jobId}/cancel", http.post(f"/v1/jobs/{queued['jobId']}/cancel"))
+
+    doc_job = http.request("POST", "/v1/services/echo/jobs?A=1&logLevel=2", body=b"raw",
+                           headers={"Content-Type": "text/plain"})
+    c.check("post", "/v1/services/{service}/jobs", doc_job)
+
+    c.check("get", "/v1/services", http.get("/v1/services"))
+    c.check("get", "/v1/health", http.get("/v1/health", key=None))
+    c.check("get", "/dashboard", http.get("/dashboard", key=None))
+    errors = [
+        ("get", "/v1/jobs/{jobId}", http.get("/v1/jobs/01ARZ3NDEKTSV4RRFFQ69G5FAV")),  # 404
+        ("get", "/v1/jobs/{jobId}", http.get(f"/v1/jobs/{job_id}", key="wrong")),  # 401
+        ("get", "/v1/jobs", http.get("/v1/jobs?limit=0")),  # 400
+        ("get", "/v1/jobs", http.get("/v1/jobs?cursor=nonsense")),  # 400
+        ("post", "/v1/jobs", http.post("/v1/jobs", {"service": "sleep", "input": {"seconds": -1}})),
+        ("post", "/v1/jobs", http.post("/v1/jobs", {"service": "nope"})),  # 404
+        ("post", "/v1/jobs", http.request("POST", "/v1/jobs", body=b"{", headers={
+            "Content-Type": "application/json"})),  # 400
+        ("post", "/v1/jobs", http.request("POST", "/v1/jobs", body=b"x", headers={
+            "Content-Type": "text/plain"})),  # 415
+        ("get", "/v1/jobs/{jobId}/result", http.get("/v1/jobs/01ARZ3NDEKTSV4RRFFQ69G5FAV/result")),
+    ]
+    statuses = set()
+    for method, path, resp in errors:
+        data = c.check(method, path, resp)
+        assert data["error"]["code"], data
+        statuses.add(resp.status_code)
+    assert statuses == {400, 401, 404, 415, 422}
+
+
+def test_xml_answers_are_documented(env: Any, http: Any, doc: dict[str, Any]) -> None:
+    c = Contract(doc)
+    xml = {"Accept": "application/xml"}
+    resp = http.post("/v1/jobs", {"service": "echo"}, headers=xml)
+    assert resp.status_code == 202 and c.check("post", "/v1/jobs", resp).startswith(b"<?xml")
+    c.check("get", "/v1/jobs/{jobId}", http.get("/v1/jobs/01ARZ3NDEKTSV4RRFFQ69G5FAV", headers=xml))
+    c.check("get", "/v1/services", http.get("/v1/services", headers=xml))
