@@ -80,9 +80,10 @@ def live_runner(**extra_env: str) -> Iterator[LiveRunner]:
     # A clean environment: the test process's moto settings must not leak into the runner.
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("AWS_", "JOBGATE_", "JOB_", "CALLBACK_", "RESULT_"))}
+    tenants = ",".join(filter(None, [f"{OTHER_TENANT}:{OTHER_KEY}:{OTHER_SECRET}",
+                                     extra_env.pop("JOBGATE_TENANTS", "")]))
     env.update(JOBGATE_PORT=str(port), JOBGATE_API_KEY=API_KEY, JOBGATE_WEBHOOK_SECRET=WEBHOOK_SECRET,
-               JOBGATE_TENANTS=f"{OTHER_TENANT}:{OTHER_KEY}:{OTHER_SECRET}",
-               JOBGATE_STAGE="local", PYTHONUNBUFFERED="1", **extra_env)
+               JOBGATE_TENANTS=tenants, JOBGATE_STAGE="local", PYTHONUNBUFFERED="1", **extra_env)
     python = PROJECT / ".venv" / "bin" / "python"
     with tempfile.TemporaryDirectory() as tmp:
         output = Path(tmp) / "runner.log"
