@@ -9,6 +9,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,16 +78,8 @@ class Runtime:
 
     # -- SQS record handlers -----------------------------------------------------------
     def handle_job_record(self, record: Record, time_left: float = 900.0) -> None:
-        try:
-            self.worker.process(record.body, time_left)
-        except Retry as retry:
-            self.dispatcher.retry_later(self.queue_url(record.queue_name),
-                                        record.receipt_handle, retry.delay)
-            raise Deferred(f"retry in {retry.delay}s: {retry.reason}") from None
-        except Malformed as exc:
-            log.error("malformed job message sent to the DLQ: %s", exc)
-            self.clients.sqs.send_message(QueueUrl=self.settings.jobs_dlq_url,
-                                          MessageBody=record.body)
+        self._handle(record, lambda body: self.worker.process(body, time_left),
+                     self.settings.jobs_dlq_url)
 
     def handle_dead_job(self, record: Record) -> None:
         """A job message that exhausted its receives: its job must not stay queued/running."""
@@ -111,15 +104,19 @@ class Runtime:
         self.worker.fail_abandoned(job, "dead_lettered", "the job message could not be processed")
 
     def handle_callback_record(self, record: Record) -> None:
+        self._handle(record, self.deliverer.process, self.settings.callbacks_dlq_url)
+
+    def _handle(self, record: Record, process: Callable[[str], None], dlq_url: str) -> None:
+        """Retry → hide the message for the delay and report it failed; Malformed → DLQ."""
         try:
-            self.deliverer.process(record.body)
+            process(record.body)
         except Retry as retry:
             self.dispatcher.retry_later(self.queue_url(record.queue_name),
                                         record.receipt_handle, retry.delay)
-            raise Deferred(f"webhook retry in {retry.delay}s") from None
+            raise Deferred(f"retry in {retry.delay}s: {retry.reason}") from None
         except Malformed as exc:
-            log.error("malformed callback message sent to the DLQ: %s", exc)
-            self.dispatcher.send_raw(self.settings.callbacks_dlq_url, record.body)
+            log.error("malformed message sent to the DLQ: %s", exc)
+            self.dispatcher.send_raw(dlq_url, record.body)
 
     def queue_url(self, name: str) -> str:
         for url in (self.settings.jobs_queue_url, self.settings.callbacks_queue_url,

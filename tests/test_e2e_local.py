@@ -3,91 +3,38 @@ HTTP: submit, watch progress, download the result through its presigned URL, sto
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import requests
 
-PROJECT = Path(__file__).resolve().parent.parent
-API_KEY = "e2e-key-0123456789abcdef"
+from tests.live import LiveRunner, live_runner
 
 
-@dataclass
-class Runner:
-    proc: subprocess.Popen[bytes]
-    url: str
-    output: Path
-
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {API_KEY}"}
-
-    def log(self) -> str:
-        return self.output.read_text(errors="replace")[-4000:]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _kill(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait(10)
+def auth(runner: LiveRunner) -> dict[str, str]:
+    return {"Authorization": f"Bearer {runner.api_key}"}
 
 
 @pytest.fixture(scope="module")
-def runner() -> Iterator[Runner]:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("AWS_", "JOBGATE_", "JOB_", "CALLBACK_", "RESULT_"))}
-    env.update(JOBGATE_PORT=str(port), JOBGATE_API_KEY=API_KEY, PYTHONUNBUFFERED="1")
-    python = PROJECT / ".venv" / "bin" / "python"
-    with tempfile.TemporaryDirectory() as tmp:
-        output = Path(tmp) / "runner.log"
-        with output.open("wb") as out:
-            proc = subprocess.Popen(
-                [str(python if python.exists() else sys.executable), "-m", "localrunner"],
-                cwd=PROJECT, env=env, stdout=out, stderr=subprocess.STDOUT,
-            )
-        r = Runner(proc, f"http://127.0.0.1:{port}", output)
-        try:
-            deadline = time.monotonic() + 20
-            while True:
-                assert proc.poll() is None, f"the runner exited early:\n{r.log()}"
-                try:
-                    if requests.get(f"{r.url}/v1/health", timeout=1).status_code == 200:
-                        break
-                except requests.ConnectionError:
-                    pass
-                assert time.monotonic() < deadline, f"the runner did not come up:\n{r.log()}"
-                time.sleep(0.1)
-            yield r
-        finally:
-            _kill(proc)
+def runner() -> Iterator[LiveRunner]:
+    with live_runner() as live:
+        yield live
 
 
-def test_health_and_auth(runner: Runner) -> None:
+def test_health_and_auth(runner: LiveRunner) -> None:
     resp = requests.get(f"{runner.url}/v1/health", timeout=5)
     assert resp.json() == {"status": "ok"}
     assert requests.get(f"{runner.url}/v1/services", timeout=5).status_code == 401
-    resp = requests.get(f"{runner.url}/v1/services", headers=runner.auth(), timeout=5)
+    resp = requests.get(f"{runner.url}/v1/services", headers=auth(runner), timeout=5)
     assert resp.status_code == 200
     assert "sleep" in resp.text
 
 
-def test_sleep_job_progress_result_and_download(runner: Runner) -> None:
-    resp = requests.post(f"{runner.url}/v1/jobs", headers=runner.auth(), timeout=10, json={
+def test_sleep_job_progress_result_and_download(runner: LiveRunner) -> None:
+    resp = requests.post(f"{runner.url}/v1/jobs", headers=auth(runner), timeout=10, json={
         "service": "sleep", "input": {"seconds": 3, "steps": 6, "result": {"hello": "e2e"}}})
     assert resp.status_code == 202, resp.text
     job = resp.json()
@@ -99,7 +46,7 @@ def test_sleep_job_progress_result_and_download(runner: Runner) -> None:
     statuses: list[str] = []
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        job = requests.get(f"{runner.url}/v1/jobs/{job_id}", headers=runner.auth(), timeout=5).json()
+        job = requests.get(f"{runner.url}/v1/jobs/{job_id}", headers=auth(runner), timeout=5).json()
         statuses.append(job["status"])
         if job["status"] == "running" and "progress" in job:
             pct = job["progress"]["percent"]
@@ -127,7 +74,7 @@ def test_sleep_job_progress_result_and_download(runner: Runner) -> None:
     assert download.json() == {"slept": 3, "result": {"hello": "e2e"}}
     assert job["resultSize"] == len(download.content)
 
-    resp = requests.get(f"{runner.url}/v1/jobs/{job_id}/result", headers=runner.auth(), timeout=5,
+    resp = requests.get(f"{runner.url}/v1/jobs/{job_id}/result", headers=auth(runner), timeout=5,
                         allow_redirects=False)
     assert resp.status_code == 303
     again = requests.get(resp.headers["Location"], timeout=10)
@@ -135,7 +82,7 @@ def test_sleep_job_progress_result_and_download(runner: Runner) -> None:
     assert again.content == download.content
 
 
-def test_zz_sigterm_stops_cleanly(runner: Runner) -> None:
+def test_zz_sigterm_stops_cleanly(runner: LiveRunner) -> None:
     """Last in the module (by name and order): the runner stops on SIGTERM with exit code 0."""
     assert runner.proc.poll() is None
     runner.proc.send_signal(signal.SIGTERM)
