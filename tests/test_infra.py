@@ -293,6 +293,23 @@ def functions(tpl: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 @pytest.mark.parametrize("stage", STAGES)
+def test_api_gateways_own_errors_keep_our_error_body(packaged: dict[str, Path], stage: str) -> None:
+    """Unknown routes and API Gateway's own 4xx/5xx answer {"error": {...}}, not its format."""
+    tpl = sam(packaged, stage)
+    responses = {r["Properties"]["ResponseType"]: r["Properties"] for r in tpl["Resources"].values()
+                 if r["Type"] == "AWS::ApiGateway::GatewayResponse"}
+    assert set(responses) == {"MISSING_AUTHENTICATION_TOKEN", "DEFAULT_4XX", "DEFAULT_5XX"}
+    assert responses["MISSING_AUTHENTICATION_TOKEN"]["StatusCode"] == "404"
+    assert responses["DEFAULT_5XX"]["ResponseParameters"]["gatewayresponse.header.Retry-After"]
+    for p in responses.values():
+        assert p["RestApiId"] == {"Ref": "RestAPI"} and "RestAPI" in tpl["Resources"]
+        template = p["ResponseTemplates"]["application/json"]
+        rendered = template.replace("$context.error.messageString", '"Missing Authentication Token"')
+        error = json.loads(rendered)["error"]
+        assert set(error) == {"code", "message", "details"}
+
+
+@pytest.mark.parametrize("stage", STAGES)
 def test_package_reports_batch_item_failures_on_every_sqs_event_source(
         packaged: dict[str, Path], stage: str) -> None:
     tpl = sam(packaged, stage)
