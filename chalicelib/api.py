@@ -139,7 +139,7 @@ class JobsApi:
         except (ClientError, BotoCoreError) as exc:
             raise unavailable(f"cannot store the job now ({_aws_code(exc)})") from exc
         try:
-            self.dispatcher.send_job(tenant.name, job.job_id)
+            self.dispatcher.send_job(tenant.name, job.job_id, job.service)
         except (ClientError, BotoCoreError) as exc:
             self._forget(job)
             raise unavailable(f"cannot queue the job now ({_aws_code(exc)})") from exc
@@ -183,7 +183,7 @@ class JobsApi:
             # Its first message may have been lost with a crashed submit; a second one is
             # harmless (the worker's lease makes duplicates no-ops).
             try:
-                self.dispatcher.send_job(tenant.name, job_id)
+                self.dispatcher.send_job(tenant.name, job_id, job.service)
             except (ClientError, BotoCoreError):
                 pass
         return Submitted(job, replayed=True)

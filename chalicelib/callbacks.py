@@ -12,11 +12,11 @@ from typing import Any
 
 from . import telemetry, webhooks
 from .jobs import iso
+from .messages import Malformed, Retry
 from .queue import Dispatcher
 from .settings import Settings
 from .store import Conflict, JobStore
 from .tenants import TenantStore
-from .worker import Malformed, Retry
 
 log = logging.getLogger("jobgate.callbacks")
 USER_AGENT = "Jobgate-Webhooks/1.0"

@@ -14,7 +14,9 @@ RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,35}$"
 
 
 class ApiModel(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    # defer_build: a model is compiled on first use, so a function pays only for its own.
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid",
+                              defer_build=True)
 
     def dump(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)

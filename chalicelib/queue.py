@@ -7,6 +7,8 @@ import threading
 import time
 from typing import Any
 
+from .messages import JobMessage
+
 MAX_VISIBILITY = 43_200 - 300
 
 
@@ -19,12 +21,9 @@ class Dispatcher:
         self._depth: tuple[float, int] | None = None
         self._lock = threading.Lock()
 
-    def send_job(self, tenant: str, job_id: str, delay: int = 0) -> None:
-        self._sqs.send_message(
-            QueueUrl=self.jobs_url,
-            MessageBody=json.dumps({"tenant": tenant, "jobId": job_id}, separators=(",", ":")),
-            DelaySeconds=min(delay, 900),
-        )
+    def send_job(self, tenant: str, job_id: str, service: str | None = None) -> None:
+        self._sqs.send_message(QueueUrl=self.jobs_url,
+                               MessageBody=JobMessage(tenant, job_id, service).dumps())
 
     def send_callback(self, tenant: str, job_id: str, event_id: str, url: str, event: str,
                       base: int = 0) -> None:

@@ -11,21 +11,25 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from . import services
 from .api import JobsApi
 from .batch import Record
 from .blobs import BlobStore, content_key
-from .callbacks import Deliverer
 from .connections import Clients, create_clients
 from .jobs import QUEUED, RUNNING, SUCCEEDED, Job
+from .messages import Malformed, Retry, parse_job_message
 from .queue import MAX_VISIBILITY, Dispatcher
 from .settings import Settings
 from .store import JobStore
 from .tenants import TenantStore
 from .views import JobView
-from .worker import Malformed, Retry, Worker, parse_message
+
+if TYPE_CHECKING:
+    from .callbacks import Deliverer
+    from .worker import Worker
 
 log = logging.getLogger("jobgate")
 
@@ -39,8 +43,23 @@ class Runtime:
     dispatcher: Dispatcher
     tenants: TenantStore
     api: JobsApi
-    worker: Worker
-    deliverer: Deliverer
+    view: JobView
+
+    # The worker and the webhook sender are built on first use: the API function never
+    # needs them, and its cold start should not pay for their imports.
+    @cached_property
+    def worker(self) -> Worker:
+        from .worker import Worker
+
+        return Worker(self.store, self.blobs, self.dispatcher, self.settings, self.view,
+                      after_end=self.after_end)
+
+    @cached_property
+    def deliverer(self) -> Deliverer:
+        from .callbacks import Deliverer
+
+        return Deliverer(self.store, self.tenants, self.dispatcher, self.settings,
+                         self.settings.callbacks_dlq_url)
 
     # -- what follows a job's end (idempotent: re-run when a message comes back) ---------
     def after_end(self, job: Job) -> None:
@@ -68,7 +87,7 @@ class Runtime:
             nxt.content_key = content_key(job.tenant, nxt.job_id)
             self.blobs.copy(job.result_key, nxt.content_key)
         self.store.create_if_absent(nxt)
-        self.dispatcher.send_job(job.tenant, nxt.job_id)
+        self.dispatcher.send_job(job.tenant, nxt.job_id, nxt.service)
         self.store.update_fields(job.tenant, job.job_id, {"chainStarted": True})
 
     def redeliver(self, job: Job) -> None:
@@ -84,14 +103,14 @@ class Runtime:
     def handle_dead_job(self, record: Record) -> None:
         """A job message that exhausted its receives: its job must not stay queued/running."""
         try:
-            tenant, job_id = parse_message(record.body)
+            msg = parse_job_message(record.body)
         except Malformed:
             # Keep it in the DLQ for an operator to look at; hide it as long as SQS allows.
             self.dispatcher.retry_later(self.queue_url(record.queue_name),
                                         record.receipt_handle, MAX_VISIBILITY)
             raise Deferred("malformed message parked in the DLQ") from None
         now = time.time()
-        job = self.store.get(tenant, job_id, now)
+        job = self.store.get(msg.tenant, msg.job_id, now)
         if job is None:
             return
         if job.terminal:
@@ -146,12 +165,8 @@ def build(settings: Settings, clients: Clients) -> Runtime:
     secret = os.environ.get("JOBGATE_CURSOR_SECRET") or hashlib.sha256(
         json.dumps([settings.table_name, settings.bucket_name]).encode()).hexdigest()
     api = JobsApi(store, blobs, dispatcher, settings, view, secret.encode())
-    deliverer = Deliverer(store, tenants, dispatcher, settings, settings.callbacks_dlq_url)
-    rt = Runtime(settings=settings, clients=clients, store=store, blobs=blobs,
-                 dispatcher=dispatcher, tenants=tenants, api=api,
-                 worker=None, deliverer=deliverer)  # type: ignore[arg-type]
-    rt.worker = Worker(store, blobs, dispatcher, settings, view, after_end=rt.after_end)
-    return rt
+    return Runtime(settings=settings, clients=clients, store=store, blobs=blobs,
+                   dispatcher=dispatcher, tenants=tenants, api=api, view=view)
 
 
 _current: Runtime | None = None

@@ -9,7 +9,6 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -18,6 +17,7 @@ from . import services, telemetry
 from .blobs import BlobStore, log_key, result_key
 from .ids import new_job_id
 from .jobs import FAILED, RUNNING, SUCCEEDED, Job, iso, retry_delay
+from .messages import Retry, parse_job_message
 from .queue import Dispatcher
 from .services.base import LEVELS, Canceled, Result
 from .settings import Settings
@@ -28,29 +28,6 @@ log = logging.getLogger("jobgate.worker")
 LEASE_MARGIN = 30.0
 PROGRESS_INTERVAL = 1.0
 CANCEL_CHECK_INTERVAL = 2.0
-
-
-class Malformed(Exception):
-    """A message that can never be processed (it goes to the DLQ as it is)."""
-
-
-@dataclass
-class Retry(Exception):
-    """Not now: hide the message for `delay` seconds and report it as a batch failure."""
-
-    delay: int
-    reason: str = ""
-
-
-def parse_message(body: str) -> tuple[str, str]:
-    try:
-        data = json.loads(body)
-        tenant, job_id = data["tenant"], data["jobId"]
-    except (ValueError, TypeError, KeyError) as exc:
-        raise Malformed(f"not a job message: {exc!r}") from exc
-    if not (isinstance(tenant, str) and isinstance(job_id, str) and tenant and job_id):
-        raise Malformed("tenant and jobId must be non-empty strings")
-    return tenant, job_id
 
 
 class RunContext:
@@ -132,17 +109,18 @@ class Worker:
     def process(self, body: str, time_left: float = 900.0) -> None:
         """Handle one job message. Returns when the message may be deleted; raises Retry
         (hide and retry later) or Malformed (dead-letter it)."""
-        tenant, job_id = parse_message(body)
+        msg = parse_job_message(body)
+        tenant, job_id = msg.tenant, msg.job_id
         telemetry.bind(tenant=tenant, jobId=job_id)
         now = self.clock()
-        job = self.store.get(tenant, job_id, now)
-        if job is None:
-            log.info("job gone, dropping message", extra={"jobId": job_id})
-            return
-        if job.terminal:
-            self.after_end(job)  # a crash may have come between the end and what follows it
-            return
-        service = services.get(job.service)
+        name = msg.service
+        if name is None:  # an older message: read the job to learn its service
+            job = self.store.get(tenant, job_id, now)
+            if job is None or job.terminal:
+                self._not_claimed(job, now)
+                return
+            name = job.service
+        service = services.get(name)
         token = uuid.uuid4().hex
         lease = float(service.timeout_seconds if service else 60) + LEASE_MARGIN
         try:
@@ -162,9 +140,10 @@ class Worker:
 
     def _not_claimed(self, job: Job | None, now: float) -> None:
         if job is None or job.expired(now):
+            log.info("job gone, dropping message")
             return
         if job.terminal:
-            self.after_end(job)
+            self.after_end(job)  # a crash may have come between the end and what follows it
             return
         if job.status == RUNNING and (job.lease_until or 0) >= now:
             # Someone holds the lease (a duplicate delivery, or a live worker): come back
