@@ -134,9 +134,11 @@ class JobsApi:
                                    content_type or "application/octet-stream")
             self.store.create(job)
         except RunIdTaken as taken:
+            self._drop_content(job)
             return self._replay(tenant, req.run_id or "", taken.job_id, taken.request_hash,
                                 request_hash)
         except (ClientError, BotoCoreError) as exc:
+            self._drop_content(job)
             raise unavailable(f"cannot store the job now ({_aws_code(exc)})") from exc
         try:
             self.dispatcher.send_job(tenant.name, job.job_id, job.service)
@@ -166,9 +168,17 @@ class JobsApi:
     def _forget(self, job: Job) -> None:
         try:
             self.store.forget(job)
+        except (ClientError, BotoCoreError):
+            return  # a queued job without a message is re-queued on its next replay
+        self._drop_content(job)
+
+    def _drop_content(self, job: Job) -> None:
+        """An uploaded document whose job was never accepted (the lifecycle rule is the
+        backstop if this delete fails too)."""
+        try:
             self.blobs.delete(job.content_key)
         except (ClientError, BotoCoreError):
-            pass  # a queued job without a message is re-queued on its next replay
+            pass
 
     def _replay(self, tenant: Tenant, run_id: str, job_id: str, stored_hash: str,
                 request_hash: str) -> Submitted:
