@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -331,14 +332,29 @@ class ActiveJobs:
     def __init__(self, store: JobStore, clock: Callable[[], float], ttl: float = 5.0):
         self._store, self._clock, self._ttl = store, clock, ttl
         self._seen: dict[str, tuple[float, int]] = {}
+        self._lock = threading.Lock()
+        self._reading: dict[str, threading.Lock] = {}
 
     def count(self, tenant: str, cap: int) -> int:
-        now = self._clock()
+        """One read per tenant and `ttl`, however many requests run at once: one of them
+        reads (the figure is stamped when the read ends); the others use the stale figure
+        meanwhile, or wait for the first read when there is none yet."""
         hit = self._seen.get(tenant)
-        if hit is None or now - hit[0] >= self._ttl:
-            hit = (now, self._store.count_active(tenant, cap, now))
-            self._seen[tenant] = hit
-        return hit[1]
+        if hit is not None and self._clock() - hit[0] < self._ttl:
+            return hit[1]
+        with self._lock:
+            gate = self._reading.setdefault(tenant, threading.Lock())
+        if not gate.acquire(blocking=hit is None):
+            return hit[1]  # type: ignore[index]  (hit is set when not blocking)
+        try:
+            hit = self._seen.get(tenant)
+            if hit is None or self._clock() - hit[0] >= self._ttl:
+                count = self._store.count_active(tenant, cap, self._clock())
+                hit = (self._clock(), count)
+                self._seen[tenant] = hit
+            return hit[1]
+        finally:
+            gate.release()
 
     def added(self, tenant: str) -> None:
         if tenant in self._seen:

@@ -24,7 +24,8 @@ def create_clients(region: str, endpoint_url: str | None = None) -> Clients:
     with _lock:
         session = boto3.session.Session(region_name=region)
         kw: dict[str, Any] = {"endpoint_url": endpoint_url} if endpoint_url else {}
-        retry = Config(retries={"max_attempts": 3, "mode": "standard"})
+        # The local runner shares each client between many threads: give them connections.
+        retry = Config(retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=50)
         return Clients(
             dynamodb=session.client("dynamodb", config=retry, **kw),
             sqs=session.client("sqs", config=retry, **kw),

@@ -20,6 +20,7 @@ class Dispatcher:
         self._depth_ttl = depth_ttl
         self._depth: tuple[float, int] | None = None
         self._lock = threading.Lock()
+        self._reading = threading.Lock()
 
     def send_job(self, tenant: str, job_id: str, service: str | None = None) -> None:
         self._sqs.send_message(QueueUrl=self.jobs_url,
@@ -47,18 +48,30 @@ class Dispatcher:
 
     def jobs_waiting(self, now: float | None = None) -> int:
         """Approximate jobs-queue depth, refreshed at most every `depth_ttl` seconds, so the
-        back-pressure check costs one SQS call per container per interval, not per submit."""
-        now = time.monotonic() if now is None else now
+        back-pressure check costs one SQS call per container per interval, not per submit:
+        one request reads it, concurrent ones use the stale figure (or wait for the first)."""
+        def clock() -> float:
+            return time.monotonic() if now is None else now
+
         with self._lock:
-            if self._depth and now - self._depth[0] < self._depth_ttl:
+            if self._depth and clock() - self._depth[0] < self._depth_ttl:
                 return self._depth[1]
-        attrs = self._sqs.get_queue_attributes(
-            QueueUrl=self.jobs_url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed"],
-        )["Attributes"]
-        depth = int(attrs.get("ApproximateNumberOfMessages", 0)) + int(
-            attrs.get("ApproximateNumberOfMessagesDelayed", 0)
-        )
-        with self._lock:
-            self._depth = (now, depth)
-        return depth
+            stale = self._depth
+        if not self._reading.acquire(blocking=stale is None):
+            return stale[1]  # type: ignore[index]  (stale is set when not blocking)
+        try:
+            with self._lock:
+                if self._depth and clock() - self._depth[0] < self._depth_ttl:
+                    return self._depth[1]
+            attrs = self._sqs.get_queue_attributes(
+                QueueUrl=self.jobs_url,
+                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed"],
+            )["Attributes"]
+            depth = int(attrs.get("ApproximateNumberOfMessages", 0)) + int(
+                attrs.get("ApproximateNumberOfMessagesDelayed", 0)
+            )
+            with self._lock:
+                self._depth = (clock(), depth)
+            return depth
+        finally:
+            self._reading.release()

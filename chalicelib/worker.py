@@ -190,6 +190,9 @@ class Worker:
             data = service.input_model.model_validate(job.input or {}) if service.input_model \
                 else job.input
             value = service.handler(data, ctx)
+            # Storing the result is part of the attempt: a streamed result runs the handler's
+            # generator here, and a failed write is retried like a failed handler.
+            stored = self._store_result(job, token, value)
         except Canceled as exc:
             current = self.store.get(job.tenant, job.job_id, self.clock())
             if current is not None and current.status == RUNNING and current.lease_token == token:
@@ -205,9 +208,10 @@ class Worker:
                                            "errorMessage": str(exc)[:1000]}, ctx)
             return
         except Exception as exc:  # noqa: BLE001  (any handler failure is the job's failure)
+            self.blobs.delete(result_key(job.tenant, job.job_id, token))
             self._attempt_failed(job, token, exc, ctx)
             return
-        self._succeed(job, service, token, value, ctx)
+        self._succeed(job, service, token, stored, ctx)
 
     def _attempt_failed(self, job: Job, token: str, exc: BaseException, ctx: RunContext) -> None:
         """Retry later (Retry raised) while attempts remain, else end the job failed."""
@@ -223,21 +227,23 @@ class Worker:
                         message) from exc
         self._end(job, token, FAILED, {"errorCode": "handler_error", "errorMessage": message}, ctx)
 
-    def _succeed(self, job: Job, service: services.Service, token: str, value: Any,
-                 ctx: RunContext) -> None:
+    def _store_result(self, job: Job, token: str, value: Any) -> tuple[str, int, str]:
+        """Write the result under this lease's key: (key, size, content type)."""
         key = result_key(job.tenant, job.job_id, token)
         if isinstance(value, Result):
             body = value.body
             if isinstance(body, bytes | bytearray):
                 self.blobs.put(key, bytes(body), value.content_type)
-                size = len(body)
-            else:
-                size = self.blobs.upload(key, _as_stream(body), value.content_type)
-            content_type = value.content_type
-        else:
-            data = json.dumps(value, separators=(",", ":"), default=str).encode()
-            self.blobs.put(key, data, "application/json")
-            size, content_type = len(data), "application/json"
+                return key, len(body), value.content_type
+            return key, self.blobs.upload(key, _as_stream(body), value.content_type), \
+                value.content_type
+        data = json.dumps(value, separators=(",", ":"), default=str).encode()
+        self.blobs.put(key, data, "application/json")
+        return key, len(data), "application/json"
+
+    def _succeed(self, job: Job, service: services.Service, token: str,
+                 stored: tuple[str, int, str], ctx: RunContext) -> None:
+        key, size, content_type = stored
         ctx.log("succeeded", level=1)
         ttl = service.result_ttl_seconds or self.settings.result_ttl_seconds
         ended = self._end(job, token, SUCCEEDED, {

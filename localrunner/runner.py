@@ -88,7 +88,11 @@ class LocalService:
             rt.tenants.add_key(name, key, label="local runner")
 
         from chalice.cli.factory import CLIFactory
-        from chalice.local import create_local_server
+        from chalice.local import ThreadedHTTPServer, create_local_server
+
+        # socketserver listens with a backlog of 5: a burst of new connections (32 clients)
+        # overflows it and the kernel resets some of them.
+        ThreadedHTTPServer.request_queue_size = 128
 
         factory = CLIFactory(str(PROJECT_DIR))
         app = factory.load_chalice_app()
