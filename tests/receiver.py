@@ -1,7 +1,9 @@
-"""A real HTTP webhook receiver on 127.0.0.1 that answers from a script."""
+"""A real HTTP webhook receiver on 127.0.0.1 that answers from a script. It has its port
+from the start, so it can be down (not listening: connection refused) and come up later."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -9,12 +11,20 @@ from typing import Any
 
 
 class Receiver:
-    """`script` is a list of status codes (or ("sleep", seconds)); the last one repeats."""
+    """`script` is a list of status codes (or ("sleep", seconds), then 200); the last step
+    repeats. Use as a context manager (listening inside), or `start()` / `stop()`."""
 
-    def __init__(self, script: list[Any] | None = None):
+    def __init__(self, script: list[Any] | None = None, path: str = "/hooks?corr=abc"):
         self.script = list(script or [200])
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = int(s.getsockname()[1])
+        self.url = f"http://127.0.0.1:{self.port}{path}"
+        self.server: ThreadingHTTPServer | None = None
+
+    def start(self) -> None:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -25,7 +35,7 @@ class Receiver:
                     outer.requests.append({"headers": dict(self.headers.items()), "body": body,
                                            "path": self.path, "at": time.time()})
                     step = outer.script[min(len(outer.requests), len(outer.script)) - 1]
-                if isinstance(step, tuple) and step[0] == "sleep":
+                if isinstance(step, tuple):
                     time.sleep(step[1])
                     step = 200
                 self.send_response(step)
@@ -37,14 +47,18 @@ class Receiver:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks?corr=abc"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
 
     def __enter__(self) -> Receiver:
-        self.thread.start()
+        self.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.stop()

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import functools
 import json
-import socket
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -27,6 +25,7 @@ from standardwebhooks import Webhook
 
 from chalicelib import webhooks
 from tests.conftest import SECRET_A, body
+from tests.receiver import Receiver
 
 TENANT = "acme"
 HANDLERS = {"jobs": "run_jobs", "jobs_dlq": "fail_dead_jobs", "callbacks": "deliver_callbacks"}
@@ -72,55 +71,15 @@ RECORD = "list_append"                  # store.record_delivery
 
 # -- a webhook receiver that can be down, slow, or redirecting --------------------------------
 
-@dataclass
-class Post:
-    headers: dict[str, str]
-    body: str
-
-
-class Hook:
-    """Receiver on a fixed loopback port: not listening until `start()` (connection refused).
-    `script`: status codes or ("sleep", seconds) then 200; the last step repeats."""
+class Hook(Receiver):
+    """The shared receiver, with its requests as `posts` (headers, body)."""
 
     def __init__(self, script: list[Any] | None = None):
-        self.script = list(script or [200])
-        self.posts: list[Post] = []
-        self.lock = threading.Lock()
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}/hooks?corr=faults"
-        self.server: ThreadingHTTPServer | None = None
+        super().__init__(script, path="/hooks?corr=faults")
 
-    def start(self) -> None:
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                data = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
-                with outer.lock:
-                    outer.posts.append(Post(dict(self.headers.items()), data))
-                    step = outer.script[min(len(outer.posts), len(outer.script)) - 1]
-                if isinstance(step, tuple):
-                    time.sleep(step[1])
-                    step = 200
-                self.send_response(step)
-                if 300 <= step < 400:
-                    self.send_header("Location", "http://127.0.0.1:9/elsewhere")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
-            self.server = None
+    @property
+    def posts(self) -> list[Any]:
+        return [SimpleNamespace(headers=r["headers"], body=r["body"]) for r in self.requests]
 
 
 # -- driving the queues the way Lambda would, with time compressed ----------------------------
