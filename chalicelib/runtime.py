@@ -62,8 +62,12 @@ class Runtime:
                          self.settings.callbacks_dlq_url)
 
     # -- what follows a job's end (idempotent: re-run when a message comes back) ---------
-    def after_end(self, job: Job) -> None:
-        if job.callback_url and job.callback_state == "pending" and job.callback_event:
+    def after_end(self, job: Job, fresh: bool = True) -> None:
+        """What follows a job's end. `fresh`: this caller made the terminal write. Otherwise
+        (a message came back after the end) the webhook is queued again only if no attempt
+        was recorded yet: once one was, its message exists and owns the retry schedule."""
+        resend = fresh or job.callback_attempts == 0
+        if job.callback_url and job.callback_state == "pending" and job.callback_event and resend:
             self.dispatcher.send_callback(job.tenant, job.job_id, event_id(job), job.callback_url,
                                           job.callback_event)
         if job.status == SUCCEEDED and job.chain and job.next and not job.chain_started:
@@ -114,7 +118,7 @@ class Runtime:
         if job is None:
             return
         if job.terminal:
-            self.after_end(job)
+            self.after_end(job, fresh=False)
             return
         if job.status == RUNNING and (job.lease_until or 0) >= now:
             self.dispatcher.retry_later(self.queue_url(record.queue_name), record.receipt_handle,

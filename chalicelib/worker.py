@@ -99,12 +99,12 @@ class Worker:
     def __init__(
         self, store: JobStore, blobs: BlobStore, dispatcher: Dispatcher, settings: Settings,
         view: JobView, clock: Callable[[], float] = time.time,
-        after_end: Callable[[Job], None] | None = None,
+        after_end: Callable[..., None] | None = None,
     ):
         self.store, self.blobs, self.dispatcher, self.settings = store, blobs, dispatcher, settings
         self.view = view
         self.clock = clock
-        self.after_end = after_end or (lambda job: None)
+        self.after_end = after_end or (lambda job, fresh=True: None)
 
     def process(self, body: str, time_left: float = 900.0) -> None:
         """Handle one job message. Returns when the message may be deleted; raises Retry
@@ -143,7 +143,7 @@ class Worker:
             log.info("job gone, dropping message")
             return
         if job.terminal:
-            self.after_end(job)  # a crash may have come between the end and what follows it
+            self.after_end(job, fresh=False)  # a crash may have come between the end and this
             return
         if job.status == RUNNING and (job.lease_until or 0) >= now:
             # Someone holds the lease (a duplicate delivery, or a live worker): come back
@@ -162,7 +162,7 @@ class Worker:
                                       self._with_event(job, FAILED, values, now), now)
         except Conflict as lost:
             if lost.job is not None and lost.job.terminal:
-                self.after_end(lost.job)
+                self.after_end(lost.job, fresh=False)
             return
         telemetry.metric("JobsFailed", JobService=job.service)
         log.warning("abandoned job failed", extra={"errorCode": code})
@@ -201,7 +201,7 @@ class Worker:
                 return
             log.info("job canceled while running", extra={"jobId": job.job_id})
             if current is not None and current.terminal:
-                self.after_end(current)
+                self.after_end(current, fresh=False)
             return
         except ValidationError as exc:
             self._end(job, token, FAILED, {"errorCode": "invalid_input",
@@ -272,7 +272,7 @@ class Worker:
             # Canceled (or re-leased) meanwhile; whoever ended it may have died before
             # queueing its webhook, so make sure it is queued.
             if lost.job is not None and lost.job.terminal:
-                self.after_end(lost.job)
+                self.after_end(lost.job, fresh=False)
             return None
         telemetry.metric(f"Jobs{status.title()}", JobService=job.service)
         if status == SUCCEEDED and ended.started_at is not None:

@@ -259,3 +259,27 @@ def test_delivery_rechecks_the_resolved_address(fast):
         attempt = webhooks.post(f"https://localhost:{port}/h", {}, "{}", allow_private=False)
         assert not attempt.ok and "private" in attempt.error
         assert rx.requests == []
+
+
+def test_a_job_message_back_after_an_attempt_does_not_start_a_second_schedule(fast, http):
+    with Receiver([500]) as rx:
+        job_id = submit(http, rx.url)
+        fast.run_queue("jobs")
+        fast.run_queue("callbacks")  # attempt 1 fails: its message now owns the schedule
+        assert len(rx.requests) == 1
+        fast.rt.dispatcher.send_job("acme", job_id, "echo")  # a late duplicate of the job message
+        fast.run_queue("jobs")
+    msgs = fast.rt.clients.sqs.get_queue_attributes(
+        QueueUrl=fast.queues["callbacks"], AttributeNames=["All"])["Attributes"]
+    in_queue = int(msgs["ApproximateNumberOfMessages"]) + int(msgs["ApproximateNumberOfMessagesNotVisible"])
+    assert in_queue == 1, "one event, one retry schedule"
+
+
+def test_a_job_message_back_before_any_attempt_queues_the_webhook_again(fast, http):
+    with Receiver([200]) as rx:
+        job_id = submit(http, rx.url)
+        fast.run_queue("jobs")
+        fast.rt.clients.sqs.purge_queue(QueueUrl=fast.queues["callbacks"])  # as if never sent
+        fast.rt.dispatcher.send_job("acme", job_id, "echo")
+        fast.run_queue("jobs")
+        deliver_until(fast, lambda: len(rx.requests) == 1)
