@@ -250,22 +250,14 @@ def embedded() -> Iterator[Embedded]:
     with mock_aws():
         from chalicelib import runtime
         from chalicelib.connections import create_clients
-        from chalicelib.settings import Settings
-        from chalicelib.tenants import Tenant
-        from localrunner.provision import provision
+        from localrunner.provision import local_runtime
 
         clients = create_clients(REGION)
-        names = provision(clients, "jobgate-bench-jobs", "jobgate-bench-results", "jobgate-bench",
-                          REGION, jobs_visibility=30)
-        settings = Settings.from_env({
-            **names, "AWS_DEFAULT_REGION": REGION, "JOBGATE_ALLOW_PRIVATE_CALLBACKS": "true",
-            "JOBGATE_MAX_QUEUE_DEPTH": "10000000", "JOBGATE_TENANT_MAX_ACTIVE": "10000000"})
-        rt = runtime.build(settings, clients)
-        runtime.set_current(rt)
-        rt.tenants.put_tenant(Tenant(name="bench", webhook_secrets=[BENCH_SECRET]))
-        rt.tenants.add_key("bench", BENCH_KEY)
-        rt.tenants.put_tenant(Tenant(name="lister", webhook_secrets=[BENCH_SECRET]))
-        rt.tenants.add_key("lister", LIST_KEY)
+        rt, names = local_runtime(
+            clients, "jobgate-bench", REGION,
+            [("bench", BENCH_KEY, BENCH_SECRET), ("lister", LIST_KEY, BENCH_SECRET)],
+            {"JOBGATE_ALLOW_PRIVATE_CALLBACKS": "true", "JOBGATE_MAX_QUEUE_DEPTH": "10000000",
+             "JOBGATE_TENANT_MAX_ACTIVE": "10000000"}, jobs_visibility=30)
         meter = Meter()
         meter.attach(clients.dynamodb, "ours")
         meter.attach(clients.sqs, "ours")

@@ -93,3 +93,26 @@ def provision(clients: Clients, table: str, bucket: str, prefix: str, region: st
         "JOBGATE_CALLBACKS_QUEUE_URL": urls["callbacks"],
         "JOBGATE_CALLBACKS_DLQ_URL": urls["callbacks_dlq"],
     }
+
+
+def local_runtime(clients: Clients, prefix: str, region: str,
+                  tenants: list[tuple[str, str, str]], env: dict[str, str] | None = None,
+                  jobs_visibility: int = 960) -> tuple[Any, dict[str, str]]:
+    """Resources, a runtime installed as the current one, and tenants `(name, api key,
+    whsec secret)`: what the local runner, the tests and the bench all start from. `env`
+    (settings) is updated with the resources' names; returns (runtime, those names)."""
+    from chalicelib import runtime
+    from chalicelib.settings import Settings
+    from chalicelib.tenants import Tenant
+
+    env = {} if env is None else env
+    names = provision(clients, env.get("JOBGATE_TABLE") or f"{prefix}-jobs",
+                      env.get("JOBGATE_BUCKET") or f"{prefix}-results", prefix, region,
+                      jobs_visibility)
+    env.update(names)
+    rt = runtime.build(Settings.from_env({"AWS_DEFAULT_REGION": region, **env}), clients)
+    runtime.set_current(rt)
+    for name, key, secret in tenants:
+        rt.tenants.put_tenant(Tenant(name=name, webhook_secrets=[secret]))
+        rt.tenants.add_key(name, key, label="local")
+    return rt, names

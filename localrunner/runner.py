@@ -64,28 +64,17 @@ class LocalService:
             env.pop("AWS_SESSION_TOKEN", None)
             env.pop("AWS_PROFILE", None)
 
-        from chalicelib import runtime
         from chalicelib.connections import create_clients
-        from chalicelib.settings import Settings
-        from chalicelib.tenants import Tenant, new_api_key, new_webhook_secret
+        from chalicelib.tenants import new_api_key, new_webhook_secret
 
-        from .provision import provision
+        from .provision import local_runtime
 
-        clients = create_clients(region, endpoint)
-        stage = env["JOBGATE_STAGE"]
-        env.update(provision(clients, env.get("JOBGATE_TABLE") or f"jobgate-{stage}-jobs",
-                             env.get("JOBGATE_BUCKET") or f"jobgate-{stage}-results",
-                             f"jobgate-{stage}", region))
         env.setdefault("JOBGATE_CURSOR_SECRET", secrets.token_hex(16))
-        rt = runtime.build(Settings.from_env(env), clients)
-        runtime.set_current(rt)
-
         api_key = env.get("JOBGATE_API_KEY") or new_api_key()
         secret = env.get("JOBGATE_WEBHOOK_SECRET") or new_webhook_secret()
         tenants = [("dev", api_key, secret), *parse_tenants(env.get("JOBGATE_TENANTS", ""))]
-        for name, key, whsec in tenants:
-            rt.tenants.put_tenant(Tenant(name=name, webhook_secrets=[whsec]))
-            rt.tenants.add_key(name, key, label="local runner")
+        clients = create_clients(region, endpoint)
+        local_runtime(clients, f"jobgate-{env['JOBGATE_STAGE']}", region, tenants, env)
 
         from chalice.cli.factory import CLIFactory
         from chalice.local import ThreadedHTTPServer, create_local_server

@@ -84,22 +84,13 @@ def env() -> Iterator[Env]:
 
     from chalicelib import runtime
     from chalicelib.connections import create_clients
-    from chalicelib.settings import Settings
-    from chalicelib.tenants import Tenant
-    from localrunner.provision import provision
+    from localrunner.provision import local_runtime
 
     with mock_aws():
-        clients = create_clients("us-east-1")
-        names = provision(clients, "jobgate-test-jobs", "jobgate-test-results", "jobgate-test",
-                          "us-east-1", jobs_visibility=30)
-        settings = Settings.from_env({**names, "AWS_DEFAULT_REGION": "us-east-1",
-                                      "JOBGATE_ALLOW_PRIVATE_CALLBACKS": "true"})
-        rt = runtime.build(settings, clients)
-        runtime.set_current(rt)
-        rt.tenants.put_tenant(Tenant(name="acme", webhook_secrets=[SECRET_A]))
-        rt.tenants.add_key("acme", KEY_A)
-        rt.tenants.put_tenant(Tenant(name="bobco", webhook_secrets=[SECRET_B]))
-        rt.tenants.add_key("bobco", KEY_B)
+        rt, names = local_runtime(
+            create_clients("us-east-1"), "jobgate-test", "us-east-1",
+            [("acme", KEY_A, SECRET_A), ("bobco", KEY_B, SECRET_B)],
+            {"JOBGATE_ALLOW_PRIVATE_CALLBACKS": "true"}, jobs_visibility=30)
         queues = {"jobs": names["JOBGATE_JOBS_QUEUE_URL"], "jobs_dlq": names["JOBGATE_JOBS_DLQ_URL"],
                   "callbacks": names["JOBGATE_CALLBACKS_QUEUE_URL"],
                   "callbacks_dlq": names["JOBGATE_CALLBACKS_DLQ_URL"]}

@@ -44,7 +44,11 @@ def admin(endpoint: str, *args: str) -> subprocess.CompletedProcess[str]:
 def test_runner_on_an_external_endpoint_and_live_revocation(moto_endpoint):
     with live_runner(AWS_ENDPOINT_URL=moto_endpoint, AWS_ACCESS_KEY_ID="testing",
                      AWS_SECRET_ACCESS_KEY="testing") as runner:
-        assert f"AWS endpoint    {moto_endpoint}" in runner.log()
+        import boto3
+
+        db = boto3.client("dynamodb", endpoint_url=moto_endpoint, region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+        assert TABLE in db.list_tables()["TableNames"]  # the runner provisioned it there
         created = admin(moto_endpoint, "create-tenant", "liveco")
         assert created.returncode == 0, created.stderr
         key = json.loads(created.stdout)["apiKey"]
