@@ -22,6 +22,9 @@ SECRET_A = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 SECRET_B = "whsec_ZmFrZXNlY3JldGZvcmJvYmNvMTIzNDU2"
 
 
+HANDLERS = {"jobs": "run_jobs", "jobs_dlq": "fail_dead_jobs", "callbacks": "deliver_callbacks"}
+
+
 @dataclasses.dataclass
 class Env:
     """What a test gets: the runtime and helpers to run the queues by hand."""
@@ -48,16 +51,35 @@ class Env:
             QueueUrl=self.queues[kind], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         return to_event(messages, arn, "us-east-1")
 
+    def invoke(self, messages: list[dict[str, Any]], kind: str = "jobs") -> Any:
+        """Call the app's SQS handler as Lambda would: its answer, or the exception it raised."""
+        import app as app_module
+        from localrunner.pollers import LambdaContext
+
+        name = HANDLERS[kind]
+        try:
+            return app_module.app.handler_map[name](self.event(messages, kind), LambdaContext(name))
+        except Exception as exc:  # noqa: BLE001  (as Lambda: the caller looks at it)
+            return exc
+
+    def deliver(self, messages: list[dict[str, Any]], kind: str = "jobs") -> Any:
+        """invoke(), then delete what Lambda would delete (nothing when the handler raised)."""
+        out = self.invoke(messages, kind)
+        if isinstance(out, Exception):
+            return out
+        failed = {f["itemIdentifier"] for f in out.get("batchItemFailures", [])}
+        for m in messages:
+            if m["MessageId"] not in failed:
+                self.rt.clients.sqs.delete_message(QueueUrl=self.queues[kind],
+                                                   ReceiptHandle=m["ReceiptHandle"])
+        return out
+
     def run_queue(self, kind: str = "jobs", rounds: int = 20) -> int:
         """Deliver every visible message to its handler, as the local poller does."""
         from chalice.test import Client
 
         import app as app_module
-        from localrunner.pollers import LambdaContext
 
-        handlers = {"jobs": "run_jobs", "jobs_dlq": "fail_dead_jobs",
-                    "callbacks": "deliver_callbacks", "callbacks_dlq": None}
-        name = handlers[kind]
         seen = 0
         with Client(app_module.app):
             for _ in range(rounds):
@@ -65,16 +87,7 @@ class Env:
                 if not msgs:
                     break
                 seen += len(msgs)
-                try:
-                    result = app_module.app.handler_map[name](self.event(msgs, kind),
-                                                              LambdaContext(name))
-                except Exception:  # noqa: BLE001  (as Lambda: the batch stays)
-                    continue
-                failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
-                for m in msgs:
-                    if m["MessageId"] not in failed:
-                        self.rt.clients.sqs.delete_message(QueueUrl=self.queues[kind],
-                                                           ReceiptHandle=m["ReceiptHandle"])
+                self.deliver(msgs, kind)
         return seen
 
 

@@ -65,31 +65,6 @@ def job_message(job_id: str, tenant: str = TENANT) -> str:
     return json.dumps({"tenant": tenant, "jobId": job_id})
 
 
-def invoke(env: Any, messages: list[dict[str, Any]], kind: str = "jobs") -> Any:
-    """Call the app's SQS handler like Lambda; returns its answer or the exception it raised."""
-    import app as app_module
-    from localrunner.pollers import LambdaContext
-
-    name = {"jobs": "run_jobs", "jobs_dlq": "fail_dead_jobs"}[kind]
-    try:
-        return app_module.app.handler_map[name](env.event(messages, kind), LambdaContext(name))
-    except Exception as exc:  # noqa: BLE001  (the test looks at it)
-        return exc
-
-
-def deliver(env: Any, messages: list[dict[str, Any]], kind: str = "jobs") -> Any:
-    """invoke(), then delete what Lambda would delete (nothing when the handler raised)."""
-    out = invoke(env, messages, kind)
-    if isinstance(out, Exception):
-        return out
-    failed = {f["itemIdentifier"] for f in out.get("batchItemFailures", [])}
-    for m in messages:
-        if m["MessageId"] not in failed:
-            env.rt.clients.sqs.delete_message(QueueUrl=env.queues[kind],
-                                              ReceiptHandle=m["ReceiptHandle"])
-    return out
-
-
 def result_objects(env: Any, job_id: str) -> list[str]:
     out = env.rt.clients.s3.list_objects_v2(Bucket=env.rt.settings.bucket_name,
                                             Prefix=f"results/{TENANT}/{job_id}/")
@@ -168,7 +143,7 @@ def test_same_message_twice_in_one_batch_runs_once(env, http, counting):
     send(env, job_message(job_id))  # SQS delivered it twice
     msgs = env.messages()
     assert len(msgs) == 2
-    out = deliver(env, msgs)
+    out = env.deliver(msgs)
     assert out == {"batchItemFailures": []}
     assert counting == [job_id]
     assert job(env, job_id).status == "succeeded"
@@ -205,7 +180,7 @@ def test_duplicate_while_the_lease_is_held_is_hidden_not_deleted(env, http, add_
     send(env, job_message(job_id))
     first = env.messages(max_n=1)
     assert len(first) == 1
-    worker, answers = in_thread(lambda: deliver(env, first))
+    worker, answers = in_thread(lambda: env.deliver(first))
     gate.wait_started()
     running = job(env, job_id)
     assert running.status == "running" and running.lease_token
@@ -361,7 +336,7 @@ def test_malformed_messages_go_to_the_dlq_and_never_fail_the_good_one(env, http)
         send(env, bad)
     msgs = env.messages() + env.messages()
     assert len(msgs) == len(BAD_BODIES) + 1
-    out = deliver(env, msgs)
+    out = env.deliver(msgs)
     assert out == {"batchItemFailures": []}
     assert job(env, job_id).status == "succeeded"
     assert counts(env) == (0, 0)
@@ -380,7 +355,7 @@ def test_malformed_message_first_in_the_batch(env, http):
     good = env.messages()
     send(env, "{oops")
     bad = env.messages()
-    out = deliver(env, bad + good)
+    out = env.deliver(bad + good)
     assert out == {"batchItemFailures": []}
     assert job(env, job_id).status == "succeeded"
     assert [m["Body"] for m in env.messages("jobs_dlq")] == ["{oops"]
@@ -475,7 +450,7 @@ def test_cancel_while_running(env, http, add_service, monkeypatch, mode):
     add_service("gated", handler)
     job_id = submit(http, "gated", {})
     msgs = env.messages()
-    t, answers = in_thread(lambda: deliver(env, msgs))
+    t, answers = in_thread(lambda: env.deliver(msgs))
     gate.wait_started()
     resp = http.post(f"/v1/jobs/{job_id}/cancel")
     assert resp.status_code == 202, resp.body
@@ -505,7 +480,7 @@ def test_cancel_while_running_sleep_service(env, http, monkeypatch):
     monkeypatch.setattr(worker, "CANCEL_CHECK_INTERVAL", 0.0)
     job_id = submit(http, "sleep", {"seconds": 20, "steps": 100})
     msgs = env.messages()
-    t, answers = in_thread(lambda: deliver(env, msgs))
+    t, answers = in_thread(lambda: env.deliver(msgs))
     deadline = time.time() + 10
     while job(env, job_id).status != "running" and time.time() < deadline:
         time.sleep(0.05)
@@ -588,7 +563,7 @@ def test_partial_batch_deletes_successes_and_keeps_failures(env, http, monkeypat
     assert len(msgs) == 4
     by_job = {json.loads(m["Body"])["jobId"]: m for m in msgs}
 
-    out = invoke(env, msgs)
+    out = env.invoke(msgs)
     assert isinstance(out, BatchFailed), out
     assert sorted(out.failures) == sorted([by_job[held]["MessageId"], by_job[crash]["MessageId"]])
     assert job(env, good).status == "succeeded"
@@ -621,7 +596,7 @@ def test_batch_where_every_record_fails_raises(env, http, monkeypatch):
 
     monkeypatch.setattr(env.rt.worker, "process", process)
     msgs = env.messages()
-    out = invoke(env, msgs)
+    out = env.invoke(msgs)
     assert isinstance(out, BatchFailed)
     assert len(out.failures) == 2
     assert counts(env) == (0, 2)
@@ -667,7 +642,7 @@ def test_late_result_leaves_no_log_object_behind(env, http, add_service):
     add_service("gated", chatty)
     job_id = submit(http, "gated", {})
     msgs = env.messages()
-    t, _ = in_thread(lambda: deliver(env, msgs))
+    t, _ = in_thread(lambda: env.deliver(msgs))
     gate.wait_started()
     assert http.post(f"/v1/jobs/{job_id}/cancel").status_code == 202
     gate.go.set()
