@@ -79,6 +79,24 @@ def job_from_item(item: dict[str, Any]) -> Job:
     return Job(**{_ATTRS[k]: v for k, v in data.items() if k in _ATTRS})
 
 
+def assignments(values: dict[str, Any]) -> tuple[list[str], list[str], dict[str, str],
+                                                 dict[str, Any]]:
+    """Placeholders for an update: (SET clauses, REMOVE clauses for None values,
+    attribute names, attribute values)."""
+    setting = {k: v for k, v in values.items() if v is not None}
+    removing = [k for k, v in values.items() if v is None]
+    names = {f"#a{i}": k for i, k in enumerate(setting)}
+    names.update({f"#r{i}": k for i, k in enumerate(removing)})
+    return ([f"#a{i} = :v{i}" for i in range(len(setting))],
+            [f"#r{i}" for i in range(len(removing))], names,
+            {f":v{i}": v for i, v in enumerate(setting.values())})
+
+
+def update_expression(sets: list[str], removes: list[str]) -> str:
+    parts = [f"SET {', '.join(sets)}"] if sets else []
+    return " ".join(parts + ([f"REMOVE {', '.join(removes)}"] if removes else []))
+
+
 def apply(job: Job, values: dict[str, Any]) -> Job:
     """The job as it will be once `values` (item attribute names) are written."""
     changes = {}
@@ -266,11 +284,10 @@ class JobStore:
 
     def heartbeat(self, tenant: str, job_id: str, token: str, values: dict[str, Any]) -> Job:
         """Progress and status variables; Conflict once the job was canceled or re-leased."""
-        names = {f"#a{i}": k for i, k in enumerate(values)}
-        sets = ", ".join(f"#a{i} = :v{i}" for i in range(len(values)))
-        vals = {f":v{i}": v for i, v in enumerate(values.values())}
+        sets, removes, names, vals = assignments(values)
         return self._update(
-            tenant, job_id, f"SET {sets}", "#st = :running AND leaseToken = :tok",
+            tenant, job_id, update_expression(sets, removes),
+            "#st = :running AND leaseToken = :tok",
             {**vals, ":running": RUNNING, ":tok": token}, names,
         )
 
@@ -282,13 +299,7 @@ class JobStore:
         only while running (so a canceled job stays canceled). Without: only a job nobody
         holds (queued, or its lease lapsed)."""
         assert status in TERMINAL
-        setting = {k: v for k, v in values.items() if v is not None}
-        removing = [k for k, v in values.items() if v is None]
-        names = {f"#a{i}": k for i, k in enumerate(setting)}
-        names.update({f"#r{i}": k for i, k in enumerate(removing)})
-        sets = "".join(f", #a{i} = :v{i}" for i in range(len(setting)))
-        removes = "".join(f", #r{i}" for i in range(len(removing)))
-        vals = {f":v{i}": v for i, v in enumerate(setting.values())}
+        sets, removes, names, vals = assignments(values)
         if token:
             cond = "#st = :running AND leaseToken = :tok"
             vals[":tok"] = token
@@ -297,8 +308,8 @@ class JobStore:
             vals[":queued"] = QUEUED
         return self._update(
             tenant, job_id,
-            f"SET #st = :status, g2pk = :g2, completedAt = :now{sets} "
-            f"REMOVE leaseToken, leaseUntil{removes}",
+            update_expression(["#st = :status", "g2pk = :g2", "completedAt = :now", *sets],
+                              ["leaseToken", "leaseUntil", *removes]),
             cond,
             {**vals, ":status": status, ":g2": f"{tenant}#{status}", ":running": RUNNING,
              ":now": now},
@@ -319,14 +330,13 @@ class JobStore:
     def cancel(self, tenant: str, job_id: str, now: float, values: dict[str, Any]) -> Job:
         """Queued or running → canceled, at once. Returns the job as it was before."""
         key = self._key(tenant, job_id)
-        names = {f"#a{i}": k for i, k in enumerate(values)}
-        sets = "".join(f", #a{i} = :v{i}" for i in range(len(values)))
-        vals = {f":v{i}": v for i, v in enumerate(values.values())}
+        sets, removes, names, vals = assignments(values)
         try:
             out = self._db.update_item(
                 TableName=self._table, Key=key,
-                UpdateExpression=f"SET #st = :c, g2pk = :g2, completedAt = :now{sets} "
-                                 "REMOVE leaseToken, leaseUntil",
+                UpdateExpression=update_expression(
+                    ["#st = :c", "g2pk = :g2", "completedAt = :now", *sets],
+                    ["leaseToken", "leaseUntil", *removes]),
                 ConditionExpression="expiresAt > :now AND (#st = :q OR #st = :r)",
                 ExpressionAttributeNames={"#st": "status", **names},
                 ExpressionAttributeValues=serialize({
@@ -365,13 +375,12 @@ class JobStore:
         )
 
     def update_fields(self, tenant: str, job_id: str, values: dict[str, Any]) -> None:
-        names = {f"#a{i}": k for i, k in enumerate(values)}
-        sets = ", ".join(f"#a{i} = :v{i}" for i in range(len(values)))
+        sets, removes, names, vals = assignments(values)
         self._db.update_item(
             TableName=self._table, Key=self._key(tenant, job_id),
-            UpdateExpression=f"SET {sets}", ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=serialize({f":v{i}": v for i, v in enumerate(values.values())}),
+            UpdateExpression=update_expression(sets, removes),
+            ConditionExpression="attribute_exists(pk)", ExpressionAttributeNames=names,
+            **({"ExpressionAttributeValues": serialize(vals)} if vals else {}),
         )
 
     def delete(self, tenant: str, job_id: str) -> Job:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ApiError
-from .store import deserialize, serialize
+from .store import assignments, deserialize, serialize, update_expression
 
 CACHE_SECONDS = 5.0
 
@@ -141,23 +141,12 @@ class TenantStore:
 
     def update_tenant(self, name: str, values: dict[str, Any]) -> None:
         """Set (or, for None, remove) tenant attributes; the tenant must exist."""
-        sets = {k: v for k, v in values.items() if v is not None}
-        removes = [k for k, v in values.items() if v is None]
-        expr = []
-        if sets:
-            expr.append("SET " + ", ".join(f"#s{i} = :s{i}" for i in range(len(sets))))
-        if removes:
-            expr.append("REMOVE " + ", ".join(f"#r{i}" for i in range(len(removes))))
-        names = {f"#s{i}": k for i, k in enumerate(sets)}
-        names.update({f"#r{i}": k for i, k in enumerate(removes)})
-        kwargs: dict[str, Any] = {}
-        if sets:
-            kwargs["ExpressionAttributeValues"] = serialize(
-                {f":s{i}": v for i, v in enumerate(sets.values())})
+        sets, removes, names, vals = assignments(values)
         self._db.update_item(TableName=self._table, Key=_tenant_key(name),
-                             UpdateExpression=" ".join(expr),
+                             UpdateExpression=update_expression(sets, removes),
                              ConditionExpression="attribute_exists(pk)",
-                             ExpressionAttributeNames=names, **kwargs)
+                             ExpressionAttributeNames=names,
+                             **({"ExpressionAttributeValues": serialize(vals)} if vals else {}))
 
     # -- keys --------------------------------------------------------------------------
     def add_key(self, tenant: str, api_key: str, label: str = "",
