@@ -19,7 +19,7 @@ from .api import JobsApi
 from .batch import Record
 from .blobs import BlobStore, content_key
 from .connections import Clients, create_clients
-from .jobs import QUEUED, RUNNING, SUCCEEDED, Job
+from .jobs import QUEUED, SUCCEEDED, Job
 from .messages import Malformed, Retry, parse_job_message
 from .queue import MAX_VISIBILITY, Dispatcher
 from .settings import Settings
@@ -114,17 +114,9 @@ class Runtime:
                                         record.receipt_handle, MAX_VISIBILITY)
             raise Deferred("malformed message parked in the DLQ") from None
         now = time.time()
-        job = self.store.get(msg.tenant, msg.job_id, now)
-        if job is None:
-            return
-        if job.terminal:
-            self.after_end(job, fresh=False)
-            return
-        if job.status == RUNNING and (job.lease_until or 0) >= now:
-            self.dispatcher.retry_later(self.queue_url(record.queue_name), record.receipt_handle,
-                                        int((job.lease_until or now) - now) + 1)
-            raise Deferred("job still leased")
-        self.worker.fail_abandoned(job, "dead_lettered", "the job message could not be processed")
+        self._handle(record, lambda _: self.worker.settle(
+            self.store.get(msg.tenant, msg.job_id, now), now, "dead_lettered",
+            "the job message could not be processed"), self.settings.jobs_dlq_url)
 
     def handle_callback_record(self, record: Record) -> None:
         self._handle(record, self.deliverer.process, self.settings.callbacks_dlq_url)

@@ -117,7 +117,7 @@ class Worker:
         if name is None:  # an older message: read the job to learn its service
             job = self.store.get(tenant, job_id, now)
             if job is None or job.terminal:
-                self._not_claimed(job, now)
+                self.settle(job, now)
                 return
             name = job.service
         service = services.get(name)
@@ -126,7 +126,7 @@ class Worker:
         try:
             job = self.store.claim(tenant, job_id, token, lease, now)
         except Conflict as conflict:
-            self._not_claimed(conflict.job, now)
+            self.settle(conflict.job, now)
             return
         telemetry.bind(service=job.service, attempt=job.attempts)
         if job.attempts == 1:
@@ -138,7 +138,10 @@ class Worker:
         deadline = time.monotonic() + min(float(service.timeout_seconds), time_left)
         self._run(job, service, token, deadline)
 
-    def _not_claimed(self, job: Job | None, now: float) -> None:
+    def settle(self, job: Job | None, now: float, code: str = "attempts_exhausted",
+               message: str = "the job's worker stopped responding") -> None:
+        """A job this message cannot run: drop it if gone, finish what follows its end if it
+        ended, wait (Retry) while someone holds its lease, else fail it with `code`."""
         if job is None or job.expired(now):
             log.info("job gone, dropping message")
             return
@@ -149,8 +152,9 @@ class Worker:
             # Someone holds the lease (a duplicate delivery, or a live worker): come back
             # after it lapses, in case that worker dies.
             raise Retry(int((job.lease_until or now) - now) + 1, "lease held")
-        # Attempts are used up and no one holds the job (its last worker died).
-        self.fail_abandoned(job, "attempts_exhausted", "the job's worker stopped responding")
+        # No one holds the job: its attempts are used up (its last worker died), or its
+        # message was dead-lettered.
+        self.fail_abandoned(job, code, message)
 
     def fail_abandoned(self, job: Job, code: str, default_message: str) -> None:
         """End a job nobody holds (queued, or its lease lapsed) as failed."""
