@@ -1,6 +1,6 @@
 """SQS batches, one record at a time: a bad record never fails or repeats the others.
 
-Chalice cannot switch on ReportBatchItemFailures for the event source (PITFALLS.md), and a
+Chalice cannot switch on ReportBatchItemFailures for the event source (docs/pitfalls.md), and a
 returned `batchItemFailures` is ignored without it — every message would be deleted. So the
 handler deletes the records that succeeded itself and then raises, which makes Lambda return
 only the failed ones to the queue. It is correct with or without ReportBatchItemFailures."""
