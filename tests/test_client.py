@@ -503,6 +503,15 @@ def test_cli_wait_timeout(live: LiveRunner) -> None:
     assert cli(live, "cancel", job_id).returncode == 0
 
 
+def _as_in_a_terminal() -> None:
+    """Ctrl-C as a terminal delivers it. A suite started in the background of a
+    non-interactive shell (as CI may start it) ignores SIGINT, and every child inherits
+    that: Python then installs no KeyboardInterrupt handler and the signal never arrives."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_cli_interrupted_wait(live: LiveRunner) -> None:
     import os
     import signal
@@ -510,7 +519,7 @@ def test_cli_interrupted_wait(live: LiveRunner) -> None:
     env = {**os.environ, "JOBGATE_URL": live.url, "JOBGATE_API_KEY": live.api_key}
     proc = subprocess.Popen([sys.executable, "-m", "jobgate", "submit", "sleep", "--data",
                              '{"seconds": 30}', "--wait"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+                            stderr=subprocess.PIPE, preexec_fn=_as_in_a_terminal)
     try:
         assert proc.stderr is not None
         first = proc.stderr.readline().decode()  # the first progress line: the job exists
