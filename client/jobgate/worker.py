@@ -49,6 +49,7 @@ DEFAULT_LEASE_SECONDS = 60.0
 DEFAULT_MAX_RUNTIME_SECONDS = 86400.0
 REPORT_SPACING_SECONDS = 5.0  # progress reaches the client this often at most (one request)
 REQUEST_TIMEOUT = 30.0
+HEARTBEAT_TIMEOUT = 10.0  # a shutdown may wait for one heartbeat in flight
 SHUTDOWN_REPORT_SECONDS = 5.0  # budget to fail each unfinished job when the grace is over
 FATAL_CLAIM_STATUSES = (400, 401, 403, 404, 422)
 
@@ -205,6 +206,7 @@ class Worker:
             while self._active and left() > 0:
                 self._active_changed.wait(min(0.2, max(0.0, left())))
             unfinished = list(self._active.values())
+        reporters = []
         for job in unfinished:
             if not job.to_state("abandoned"):
                 continue  # its result is being reported right now
@@ -212,9 +214,14 @@ class Worker:
             job.stop_heartbeat.set()
             job.wake.set()
             log.info("job %s not finished within the grace: failed as worker_shutdown", job.job_id)
-            self._report_fail(job, "worker_shutdown",
-                              f"worker {self.worker_id} shut down before the job ended", 0.0,
-                              until=lambda: time.monotonic() + 0.0, budget=SHUTDOWN_REPORT_SECONDS)
+            reporter = threading.Thread(target=self._report_fail, daemon=True, args=(
+                job, "worker_shutdown", f"worker {self.worker_id} shut down before the job ended",
+                0.0), kwargs={"until": time.monotonic, "budget": SHUTDOWN_REPORT_SECONDS})
+            reporter.start()
+            reporters.append(reporter)
+        end = time.monotonic() + SHUTDOWN_REPORT_SECONDS + HEARTBEAT_TIMEOUT
+        for reporter in reporters:  # in parallel: the exit waits for the slowest, not the sum
+            reporter.join(max(0.0, end - time.monotonic()))
 
     # -- claiming ----------------------------------------------------------------------------------
     def _claim_loop(self) -> None:
@@ -284,7 +291,7 @@ class Worker:
             why = ("worker_shutdown", "the worker is shutting down") if self._stopping.is_set() \
                 else ("unknown_service", f"this worker has no handler for {claim.get('service')!r}")
             log.info("job %s claimed but not run (%s): handed back", job_id, why[0])
-            self._report_fail(job, why[0], why[1], 0.0, until=lambda: time.monotonic(),
+            self._report_fail(job, why[0], why[1], 0.0, until=time.monotonic,
                               budget=SHUTDOWN_REPORT_SECONDS)
             return False
         with self._active_changed:
@@ -457,7 +464,7 @@ class Worker:
         sent_at = self._monotonic()
         try:
             resp = self._http.post(f"v1/worker/jobs/{quote(job.job_id, safe='')}/heartbeat",
-                                   json={"leaseToken": job.token, **report})
+                                   json={"leaseToken": job.token, **report}, timeout=HEARTBEAT_TIMEOUT)
         except httpx.TransportError as exc:
             ctx.restore(report)
             ctx.heartbeat_failed()
