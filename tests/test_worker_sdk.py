@@ -427,6 +427,20 @@ def test_complete_is_retried_only_while_the_lease_holds(
     assert 30.0 < sum(slept) < server.lease_seconds  # retried for most of the lease, not beyond
 
 
+def test_claims_without_an_answer_are_retried_and_content_is_only_fetched_when_read(
+        server: FakeServer, start: Callable[..., Running]) -> None:
+    slept: list[float] = []
+    server.faults["claim"] = ["drop", 503, "drop"]
+    job_id = server.add_job(content=b"unread", content_type="text/plain")
+    run = start({"report": lambda _i, _c: {"ok": True}}, sleep=slept.append)
+    server.wait_for(done(server, job_id))
+    run.stop()
+    assert server.jobs[job_id]["status"] == "succeeded"
+    assert [r for r, _, _ in server.events[:4]] == ["claim"] * 4
+    assert len(slept) >= 3 and slept[0] < slept[1] < slept[2]  # backing off
+    assert server.content_requests == []  # the handler never read ctx.content
+
+
 def test_unknown_worker_key_stops_the_worker(server: FakeServer) -> None:
     worker = Worker(server.url, "jgw_wrong", {"report": lambda _i, _c: None}, install_signals=False)
     with pytest.raises(WorkerStopped) as err:

@@ -41,7 +41,8 @@ class JobContext:
         self.service: str | None = claim.get("service")
         self.attempt: int = int(claim.get("attempt") or 1)
         self.variables: dict[str, str] = dict(claim.get("variables") or {})
-        self.log_level: int = int(claim.get("logLevel", 1) if claim.get("logLevel") is not None else 1)
+        level = claim.get("logLevel")
+        self.log_level: int = int(level) if level is not None else 1
         self.worker_id = worker_id
         self._content_url: str | None = claim.get("contentUrl")
         self._content: bytes | None = None
