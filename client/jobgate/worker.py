@@ -222,6 +222,9 @@ class Worker:
         end = time.monotonic() + SHUTDOWN_REPORT_SECONDS + HEARTBEAT_TIMEOUT
         for reporter in reporters:  # in parallel: the exit waits for the slowest, not the sum
             reporter.join(max(0.0, end - time.monotonic()))
+        with self._active_changed:  # results being reported when the grace ended: let them land
+            while any(j.state == "reporting" for j in self._active.values()) and time.monotonic() < end:
+                self._active_changed.wait(min(0.2, max(0.0, end - time.monotonic())))
 
     # -- claiming ----------------------------------------------------------------------------------
     def _claim_loop(self) -> None:
