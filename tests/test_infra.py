@@ -29,6 +29,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "infra" / "template.yaml"
+WORKER_TEMPLATE = ROOT / "infra" / "worker-fargate.yaml"
 MERGE = ROOT / "infra" / "chalice-merge.json"
 CHALICE_DIR = ROOT / ".chalice"
 BIN = Path(sys.executable).parent
@@ -219,6 +220,52 @@ def test_alarms_watch_the_functions_own_metrics(template: dict[str, Any]) -> Non
     for p in ours.values():
         assert p["Dimensions"] == [{"Name": "service", "Value": "jobgate"}]
         assert p["Statistic"] == "Sum"
+
+
+# -- infra/worker-fargate.yaml: workers on ECS Fargate (issue 13) -------------------------------------
+
+def test_worker_template_has_no_cfn_lint_errors() -> None:
+    cfn_lint(WORKER_TEMPLATE)
+
+
+def test_worker_tasks_hold_no_aws_permission_and_start_with_only_their_key() -> None:
+    from cfnlint.decode import decode
+
+    tpl, problems = decode(str(WORKER_TEMPLATE))
+    assert not problems, problems
+    res = tpl["Resources"]
+    (task_def,) = [r["Properties"] for r in res.values() if r["Type"] == "AWS::ECS::TaskDefinition"]
+    task_role = res[task_def["TaskRoleArn"]["Fn::GetAtt"][0]]["Properties"]
+    assert not {"Policies", "ManagedPolicyArns", "PermissionsBoundary"} & set(task_role)
+    assert not [r for r in res.values() if r["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy")]
+    execution = res[task_def["ExecutionRoleArn"]["Fn::GetAtt"][0]]["Properties"]
+    statements = [st for p in execution["Policies"] for st in p["PolicyDocument"]["Statement"]]
+    assert statements == [{"Effect": "Allow", "Action": "secretsmanager:GetSecretValue",
+                           "Resource": {"Ref": "WorkerKeySecretArn"}}]
+    (container,) = task_def["ContainerDefinitions"]
+    assert container["Secrets"] == [{"Name": "JOBGATE_WORKER_KEY",
+                                     "ValueFrom": {"Ref": "WorkerKeySecretArn"}}]
+    assert "JOBGATE_WORKER_KEY" not in {e["Name"] for e in container["Environment"]}
+    assert container["Command"][:2] == ["jobgate", "worker"]
+    # ECS kills the task StopTimeout s after SIGTERM: the grace plus the final reports fit
+    assert container["StopTimeout"] >= tpl["Parameters"]["GraceSeconds"]["MaxValue"] + 15
+
+
+def test_workers_scale_on_the_jobs_waiting_metric() -> None:
+    from cfnlint.decode import decode
+
+    tpl, _ = decode(str(WORKER_TEMPLATE))
+    res = tpl["Resources"]
+    alarms = [r["Properties"] for r in res.values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    assert len(alarms) == 2
+    policies = {lid for lid, r in res.items() if r["Type"] == "AWS::ApplicationAutoScaling::ScalingPolicy"}
+    for alarm in alarms:
+        assert (alarm["Namespace"], alarm["MetricName"]) == ("Jobgate", "WorkerJobsWaiting")
+        assert alarm["Dimensions"] == [{"Name": "Service", "Value": {"Ref": "JobService"}}]
+        assert [a["Ref"] for a in alarm["AlarmActions"]] and \
+            {a["Ref"] for a in alarm["AlarmActions"]} <= policies
+    assert {a["ComparisonOperator"] for a in alarms} == {"GreaterThanOrEqualToThreshold",
+                                                         "LessThanThreshold"}
 
 
 # -- .chalice/config.json and the stage policies ----------------------------------------------------

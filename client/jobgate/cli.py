@@ -2,6 +2,10 @@
 
 Exit codes: 0 success, 1 an API or connection error (or a job that did not succeed
 under --wait), 2 a usage error, 130 interrupted. Errors are one line on stderr.
+
+`jobgate worker`: 0 after a graceful stop (SIGTERM or SIGINT: no more claims, running jobs
+finished or failed within --grace), 1 when the API refused the worker key or its services,
+2 a usage error (no URL or key, a --handler that does not import).
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)
         return 2
+    if args.command == "worker":
+        return run_worker(args)
     try:
         with make_client(args) as client:
             return int(args.run(client, args) or 0)
@@ -154,6 +160,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("redeliver", cmd_redeliver, "send a job's webhook again")
     p.add_argument("job_id", metavar="ID")
+
+    help_ = "claim and run jobs of worker services (runsOn: worker) until SIGTERM"
+    p = sub.add_parser("worker", help=help_, description=help_ + ". Reads JOBGATE_URL and "
+                       "JOBGATE_WORKER_KEY.")
+    p.add_argument("--url", help="API base URL (default: $JOBGATE_URL)")
+    p.add_argument("--worker-key", help="worker key, jgw_... (default: $JOBGATE_WORKER_KEY)")
+    p.add_argument("--service", action="append", required=True, metavar="NAME",
+                   help="a service to claim jobs of (repeatable)")
+    p.add_argument("--handler", action="append", required=True, metavar="MODULE:FUNCTION",
+                   help="the handler(input, ctx): one for every --service, or one per --service "
+                        "in the same order; MODULE is imported from the current directory too")
+    p.add_argument("--concurrency", type=positive_int, default=4, metavar="N",
+                   help="jobs run at once (default 4)")
+    p.add_argument("--grace", type=non_negative_float, default=30.0, metavar="SECONDS",
+                   help="on SIGTERM/SIGINT, how long running jobs may go on before they are failed "
+                        "(retryable) (default 30)")
+    p.add_argument("--worker-id", help="this worker's name in logs and results (default host-pid)")
     return parser
 
 
@@ -171,6 +194,16 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if n < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
+    return n
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        n = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
     return n
 
 
@@ -398,6 +431,75 @@ def cmd_redeliver(client: Client, args: argparse.Namespace) -> int:
     else:
         print(f"{job.job_id} webhook sent again")
     return 0
+
+
+# -- worker ----------------------------------------------------------------------------------
+
+def run_worker(args: argparse.Namespace) -> int:
+    """`jobgate worker`: one line per job start and end on stderr, until SIGTERM/SIGINT."""
+    import logging
+
+    from .worker import Worker, WorkerStopped
+
+    try:
+        handlers = load_handlers(args.service, args.handler)
+        url = args.url or os.environ.get("JOBGATE_URL")
+        key = args.worker_key or os.environ.get("JOBGATE_WORKER_KEY")
+        if not url:
+            raise UsageError("no API URL: pass --url or set JOBGATE_URL")
+        if not key:
+            raise UsageError("no worker key: pass --worker-key or set JOBGATE_WORKER_KEY")
+        try:
+            worker = Worker(url, key, handlers, concurrency=args.concurrency, grace=args.grace,
+                            worker_id=args.worker_id)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    except UsageError as exc:
+        return fail(str(exc), 2)
+    out = logging.StreamHandler(sys.stderr)
+    out.setFormatter(logging.Formatter(f"%(asctime)s {PROG} worker: %(message)s"))
+    logger = logging.getLogger("jobgate.worker")
+    logger.addHandler(out)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        worker.run()
+    except WorkerStopped as exc:
+        return fail(str(exc), 1)
+    finally:
+        logger.removeHandler(out)
+    return 0
+
+
+def load_handlers(services: list[str], specs: list[str]) -> dict[str, Callable[..., Any]]:
+    """{service: handler} from --service and --handler MODULE:FUNCTION (imported from the
+    current directory too, as `python -m` would)."""
+    import importlib
+
+    if len(specs) not in (1, len(services)):
+        raise UsageError("give one --handler for all services, or one per --service")
+    if len(set(services)) != len(services):
+        raise UsageError("a --service is repeated")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    handlers: dict[str, Callable[..., Any]] = {}
+    for service, spec in zip(services, specs * len(services) if len(specs) == 1 else specs,
+                             strict=False):
+        module_name, sep, attr = spec.partition(":")
+        if not sep or not module_name or not attr:
+            raise UsageError(f"--handler {spec!r}: expected MODULE:FUNCTION")
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:  # noqa: BLE001  (any import failure is a usage error here)
+            raise UsageError(f"--handler {spec!r}: cannot import {module_name}: "
+                             f"{type(exc).__name__}: {exc}") from None
+        func: Any = module
+        for part in attr.split("."):
+            func = getattr(func, part, None)
+        if not callable(func):
+            raise UsageError(f"--handler {spec!r}: {module_name} has no callable {attr}")
+        handlers[service] = func
+    return handlers
 
 
 # -- input and output ----------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Examples that run against Jobgate (importable from the repository root)."""

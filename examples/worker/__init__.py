@@ -1,0 +1,1 @@
+"""Worker handlers: `jobgate worker --handler examples.worker.report:report`."""
