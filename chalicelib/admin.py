@@ -17,7 +17,15 @@ from dataclasses import asdict
 from typing import Any
 
 from . import telemetry
-from .tenants import KeyInfo, Tenant, TenantStore, new_api_key, new_webhook_secret
+from .tenants import (
+    TENANT_NAME,
+    TENANT_NAME_RULE,
+    KeyInfo,
+    Tenant,
+    TenantStore,
+    new_api_key,
+    new_webhook_secret,
+)
 
 audit = logging.getLogger("jobgate.audit")
 DEFAULT_WINDOW_HOURS = 24.0
@@ -49,8 +57,8 @@ class TenantAdmin:
 
     def create_tenant(self, name: str, label: str = "first key") -> tuple[str, str]:
         """A new tenant with a webhook secret and a first API key: (api_key, secret)."""
-        if not name or ":" in name or len(name) > 64:
-            raise AdminError("tenant names are 1-64 characters without ':'")
+        if not TENANT_NAME.fullmatch(name):
+            raise AdminError(f"{TENANT_NAME_RULE}, got {name!r}")
         secret = new_webhook_secret()
         try:
             self.tenants.create_tenant(Tenant(name=name, webhook_secrets=[secret]))

@@ -48,7 +48,8 @@ def unavailable(message: str, retry_after: int = 5) -> ApiError:
 class JobsApi:
     def __init__(
         self, store: JobStore, blobs: BlobStore, dispatcher: Dispatcher, settings: Settings,
-        view: JobView, cursor_secret: bytes, clock: Callable[[], float] = time.time,
+        view: JobView, cursor_secret: bytes | Callable[[], bytes],
+        clock: Callable[[], float] = time.time,
     ):
         self.store, self.blobs, self.dispatcher, self.settings = store, blobs, dispatcher, settings
         self.view = view
@@ -228,32 +229,46 @@ class JobsApi:
     def list(self, tenant: Tenant, params: dict[str, str]) -> tuple[list[Job], str | None]:
         status, service = params.get("status") or None, params.get("service") or None
         if status and status not in ("queued", "running", "succeeded", "failed", "canceled"):
-            raise bad_request(f"unknown status {status!r}", "invalid_parameter")
+            raise bad_request(f"unknown status {status[:100]!r}", "invalid_parameter")
+        if service and services.get(service) is None:
+            raise bad_request(f"unknown service {service[:100]!r}", "invalid_parameter")
         try:
             limit = int(params.get("limit") or 20)
         except ValueError:
             raise bad_request("limit must be an integer 1-100", "invalid_parameter") from None
         if not 1 <= limit <= 100:
             raise bad_request("limit must be an integer 1-100", "invalid_parameter")
-        after = self._read_cursor(params["cursor"], status, service) if params.get("cursor") \
-            else None
+        after = self._read_cursor(params["cursor"], tenant.name, status, service) \
+            if params.get("cursor") else None
         page = self.store.list(tenant.name, self.clock(), status=status, service=service,
                                limit=limit, after=after)
-        cursor = self._make_cursor(page.last_job_id, status, service) if page.last_job_id else None
+        cursor = self._make_cursor(page.last_job_id, tenant.name, status, service) \
+            if page.last_job_id else None
         return page.jobs, cursor
 
-    def _make_cursor(self, job_id: str, status: str | None, service: str | None) -> str:
+    def _cursor_signature(self, payload: bytes, tenant: str) -> bytes:
+        """Over the tenant and the payload (job ID and filters): a cursor is good for one
+        tenant's one query only."""
+        try:
+            key = self._secret() if callable(self._secret) else self._secret
+        except (BotoCoreError, ClientError) as exc:
+            raise unavailable(f"listing cursors are unavailable ({_aws_code(exc)})") from None
+        message = json.dumps(["jobgate-cursor/1", tenant]).encode() + b"\n" + payload
+        return hmac.new(key, message, hashlib.sha256).digest()[:16]
+
+    def _make_cursor(self, job_id: str, tenant: str, status: str | None,
+                     service: str | None) -> str:
         payload = json.dumps([job_id, status, service], separators=(",", ":")).encode()
-        sig = hmac.new(self._secret, payload, hashlib.sha256).digest()[:16]
+        sig = self._cursor_signature(payload, tenant)
         return base64.urlsafe_b64encode(sig + payload).decode().rstrip("=")
 
-    def _read_cursor(self, cursor: str, status: str | None, service: str | None) -> str:
+    def _read_cursor(self, cursor: str, tenant: str, status: str | None,
+                     service: str | None) -> str:
         try:
             raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
             sig, payload = raw[:16], raw[16:]
-            if not hmac.compare_digest(sig, hmac.new(self._secret, payload,
-                                                     hashlib.sha256).digest()[:16]):
-                raise ValueError("signature")
+            if not hmac.compare_digest(sig, self._cursor_signature(payload, tenant)):
+                raise ValueError("signature")  # forged, tampered, or another tenant's
             job_id, c_status, c_service = json.loads(payload)
         except (ValueError, TypeError):
             raise bad_request("invalid cursor", "invalid_cursor") from None

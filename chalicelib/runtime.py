@@ -3,18 +3,16 @@ and shared by every handler (tests build their own with `build`)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from . import services
+from . import cursor_secret, services
 from .api import JobsApi
 from .batch import Record
 from .blobs import BlobStore, content_key
@@ -152,15 +150,15 @@ def event_id(job: Job) -> str:
     return f"evt_{job.job_id}"
 
 
-def build(settings: Settings, clients: Clients) -> Runtime:
+def build(settings: Settings, clients: Clients, env: Mapping[str, str] | None = None) -> Runtime:
+    """`env` (default: the process environment) names the cursor secret (cursor_secret)."""
     store = JobStore(clients.dynamodb, settings.table_name)
     blobs = BlobStore(clients.s3, settings.bucket_name)
     dispatcher = Dispatcher(clients.sqs, settings.jobs_queue_url, settings.callbacks_queue_url)
     tenants = TenantStore(clients.dynamodb, settings.table_name)
     view = JobView(blobs, settings)
-    secret = os.environ.get("JOBGATE_CURSOR_SECRET") or hashlib.sha256(
-        json.dumps([settings.table_name, settings.bucket_name]).encode()).hexdigest()
-    api = JobsApi(store, blobs, dispatcher, settings, view, secret.encode())
+    secret = cursor_secret.resolve(os.environ if env is None else env, settings.region)
+    api = JobsApi(store, blobs, dispatcher, settings, view, secret)
     return Runtime(settings=settings, clients=clients, store=store, blobs=blobs,
                    dispatcher=dispatcher, tenants=tenants, api=api, view=view)
 

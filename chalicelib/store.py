@@ -1,5 +1,8 @@
 """DynamoDB job store. Every key starts with the tenant, so no query can reach another
 tenant's items; each job is its own partition; three GSIs serve listings newest first.
+Composite keys are built only by the key functions below, which percent-encode every part
+(`part()`): no caller text can contain the `#` separator, so no key of one tenant can equal
+a key of another, whatever the names and filters.
 Every state change is a conditional write, which is what makes the worker safe to repeat."""
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote
 
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
@@ -40,8 +44,31 @@ class RunIdTaken(Exception):
         self.request_hash = request_hash
 
 
+def part(text: str) -> str:
+    """One part of a composite key, percent-encoded: `#` and `%` never appear raw, so
+    joining parts with `#` is injective. Tenant slugs, service names, statuses, job IDs and
+    run IDs (letters, digits, `-_.:~`) encode to themselves: existing keys are unchanged."""
+    return quote(text, safe=":")
+
+
 def job_pk(tenant: str, job_id: str) -> str:
-    return f"T#{tenant}#J#{job_id}"
+    return f"T#{part(tenant)}#J#{part(job_id)}"
+
+
+def run_pk(tenant: str, run_id: str) -> str:
+    return f"T#{part(tenant)}#R#{part(run_id)}"
+
+
+def tenant_index_key(tenant: str) -> str:
+    return part(tenant)
+
+
+def status_index_key(tenant: str, status: str) -> str:
+    return f"{part(tenant)}#{part(status)}"
+
+
+def service_index_key(tenant: str, service: str) -> str:
+    return f"{part(tenant)}#{part(service)}"
 
 
 def _plain(value: Any) -> Any:
@@ -113,7 +140,8 @@ def job_to_item(job: Job) -> dict[str, Any]:
     values = {_FIELDS[k]: v for k, v in dataclasses.asdict(job).items() if v not in (None, {}, [])}
     values.update(
         pk=job_pk(job.tenant, job.job_id), sk="JOB", ttl=int(job.expires_at),
-        g1pk=job.tenant, g2pk=f"{job.tenant}#{job.status}", g3pk=f"{job.tenant}#{job.service}",
+        g1pk=tenant_index_key(job.tenant), g2pk=status_index_key(job.tenant, job.status),
+        g3pk=service_index_key(job.tenant, job.service),
         gsk=job.job_id,
     )
     return serialize(values)
@@ -148,11 +176,11 @@ class JobStore:
     ) -> Page:
         """One page, newest first. Reads stop once the page is full: cost follows the page."""
         if status:
-            index, pk = INDEX_STATUS, f"{tenant}#{status}"
+            index, pk = INDEX_STATUS, status_index_key(tenant, status)
         elif service:
-            index, pk = INDEX_SERVICE, f"{tenant}#{service}"
+            index, pk = INDEX_SERVICE, service_index_key(tenant, service)
         else:
-            index, pk = INDEX_ALL, tenant
+            index, pk = INDEX_ALL, tenant_index_key(tenant)
         pk_attr = {INDEX_ALL: "g1pk", INDEX_STATUS: "g2pk", INDEX_SERVICE: "g3pk"}[index]
         kwargs: dict[str, Any] = {
             "TableName": self._table, "IndexName": index, "ScanIndexForward": False,
@@ -192,7 +220,8 @@ class JobStore:
             kwargs: dict[str, Any] = {
                 "TableName": self._table, "IndexName": INDEX_STATUS, "Select": "COUNT",
                 "KeyConditionExpression": "g2pk = :pk", "FilterExpression": "expiresAt > :now",
-                "ExpressionAttributeValues": serialize({":pk": f"{tenant}#{status}", ":now": now}),
+                "ExpressionAttributeValues": serialize({":pk": status_index_key(tenant, status),
+                                                     ":now": now}),
             }
             while total < cap:
                 kwargs["Limit"] = cap - total
@@ -213,7 +242,7 @@ class JobStore:
             )
             return
         run_item = serialize({
-            "pk": f"T#{job.tenant}#R#{job.run_id}", "sk": "RUN", "jobId": job.job_id,
+            "pk": run_pk(job.tenant, job.run_id), "sk": "RUN", "jobId": job.job_id,
             "requestHash": job.request_hash or "", "ttl": int(job.expires_at),
             "expiresAt": job.expires_at,
         })
@@ -251,7 +280,7 @@ class JobStore:
     def run_id_owner(self, tenant: str, run_id: str) -> tuple[str, str] | None:
         out = self._db.get_item(
             TableName=self._table, ConsistentRead=True,
-            Key=serialize({"pk": f"T#{tenant}#R#{run_id}", "sk": "RUN"}),
+            Key=serialize({"pk": run_pk(tenant, run_id), "sk": "RUN"}),
         )
         if "Item" not in out:
             return None
@@ -264,7 +293,7 @@ class JobStore:
         if job.run_id:
             self._db.delete_item(
                 TableName=self._table,
-                Key=serialize({"pk": f"T#{job.tenant}#R#{job.run_id}", "sk": "RUN"}),
+                Key=serialize({"pk": run_pk(job.tenant, job.run_id), "sk": "RUN"}),
             )
 
     # -- worker ------------------------------------------------------------------------
@@ -278,7 +307,7 @@ class JobStore:
             "startedAt = if_not_exists(startedAt, :now)",
             "attribute_exists(pk) AND expiresAt > :now AND attempts < maxAttempts AND "
             "(#st = :queued OR (#st = :running AND leaseUntil < :now))",
-            {":running": RUNNING, ":queued": QUEUED, ":g2": f"{tenant}#{RUNNING}", ":tok": token,
+            {":running": RUNNING, ":queued": QUEUED, ":g2": status_index_key(tenant, RUNNING), ":tok": token,
              ":until": now + lease_seconds, ":zero": 0, ":one": 1, ":now": now},
         )
 
@@ -311,7 +340,7 @@ class JobStore:
             update_expression(["#st = :status", "g2pk = :g2", "completedAt = :now", *sets],
                               ["leaseToken", "leaseUntil", *removes]),
             cond,
-            {**vals, ":status": status, ":g2": f"{tenant}#{status}", ":running": RUNNING,
+            {**vals, ":status": status, ":g2": status_index_key(tenant, status), ":running": RUNNING,
              ":now": now},
             names,
         )
@@ -323,7 +352,7 @@ class JobStore:
             "SET #st = :queued, g2pk = :g2, errorCode = :c, errorMessage = :m "
             "REMOVE leaseToken, leaseUntil",
             "#st = :running AND leaseToken = :tok",
-            {":queued": QUEUED, ":g2": f"{tenant}#{QUEUED}", ":c": code, ":m": message,
+            {":queued": QUEUED, ":g2": status_index_key(tenant, QUEUED), ":c": code, ":m": message,
              ":running": RUNNING, ":tok": token},
         )
 
@@ -340,7 +369,7 @@ class JobStore:
                 ConditionExpression="expiresAt > :now AND (#st = :q OR #st = :r)",
                 ExpressionAttributeNames={"#st": "status", **names},
                 ExpressionAttributeValues=serialize({
-                    **vals, ":c": CANCELED, ":g2": f"{tenant}#{CANCELED}", ":now": now,
+                    **vals, ":c": CANCELED, ":g2": status_index_key(tenant, CANCELED), ":now": now,
                     ":q": QUEUED, ":r": RUNNING}),
                 ReturnValues="ALL_OLD",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
@@ -400,7 +429,7 @@ class JobStore:
             try:
                 self._db.delete_item(
                     TableName=self._table,
-                    Key=serialize({"pk": f"T#{tenant}#R#{job.run_id}", "sk": "RUN"}),
+                    Key=serialize({"pk": run_pk(tenant, job.run_id), "sk": "RUN"}),
                     ConditionExpression="jobId = :j",
                     ExpressionAttributeValues=serialize({":j": job_id}),
                 )

@@ -3,7 +3,12 @@
 Keys are random tokens stored only as SHA-256 digests (high-entropy, so a fast hash is
 enough): `KEY#<digest>` answers "whose key is this" in one GetItem, and a twin item in
 the tenant's partition lists the tenant's keys. Lookups are cached for a few seconds, so
-a revoked key stops working almost at once. During a secret rotation both secrets sign."""
+a revoked key stops working almost at once. During a secret rotation both secrets sign.
+
+Tenant names are slugs (`TENANT_NAME`), checked wherever a tenant is created: they end up
+in keys, object names, Basic credentials (`name:key`) and logs. Keys built from a name are
+also percent-encoded (`store.part`), so even a name that slipped past the check cannot
+reach another tenant's items."""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 import secrets
 import threading
 import time
@@ -18,9 +24,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ApiError
-from .store import assignments, deserialize, serialize, update_expression
+from .store import assignments, deserialize, part, serialize, update_expression
 
 CACHE_SECONDS = 5.0
+TENANT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+TENANT_NAME_RULE = "tenant names are 1-64 letters, digits, '-' or '_'"
+
+
+def check_tenant_name(name: str) -> str:
+    """The name, when it is a slug; ValueError otherwise."""
+    if not isinstance(name, str) or not TENANT_NAME.fullmatch(name):
+        raise ValueError(f"{TENANT_NAME_RULE}, got {name!r}")
+    return name
 
 
 @dataclass
@@ -88,8 +103,12 @@ def unauthorized(message: str = "invalid credentials") -> ApiError:
                     headers={"WWW-Authenticate": 'Bearer, Basic realm="jobgate"'})
 
 
+def tenant_pk(name: str) -> str:
+    return f"TENANT#{part(name)}"
+
+
 def _tenant_key(name: str) -> dict[str, Any]:
-    return serialize({"pk": f"TENANT#{name}", "sk": "TENANT"})
+    return serialize({"pk": tenant_pk(name), "sk": "TENANT"})
 
 
 class TenantStore:
@@ -101,7 +120,8 @@ class TenantStore:
 
     # -- tenants -----------------------------------------------------------------------
     def put_tenant(self, tenant: Tenant) -> None:
-        values: dict[str, Any] = {"pk": f"TENANT#{tenant.name}", "sk": "TENANT",
+        check_tenant_name(tenant.name)
+        values: dict[str, Any] = {"pk": tenant_pk(tenant.name), "sk": "TENANT",
                                   "name": tenant.name, "webhookSecrets": tenant.webhook_secrets}
         for attr, value in (("callbackRetryInterval", tenant.callback_retry_interval),
                             ("callbackMaxRetries", tenant.callback_max_retries),
@@ -113,7 +133,8 @@ class TenantStore:
 
     def create_tenant(self, tenant: Tenant) -> None:
         """Like put_tenant, but never overwrites an existing tenant."""
-        values = serialize({"pk": f"TENANT#{tenant.name}", "sk": "TENANT", "name": tenant.name,
+        check_tenant_name(tenant.name)
+        values = serialize({"pk": tenant_pk(tenant.name), "sk": "TENANT", "name": tenant.name,
                             "webhookSecrets": tenant.webhook_secrets, "createdAt": time.time()})
         self._db.put_item(TableName=self._table, Item=values,
                           ConditionExpression="attribute_not_exists(pk)")
@@ -158,7 +179,7 @@ class TenantStore:
             {"Put": {"TableName": self._table, "Item": serialize({
                 "pk": f"KEY#{digest}", "sk": "KEY", "tenant": tenant, "createdAt": at})}},
             {"Put": {"TableName": self._table, "Item": serialize({
-                "pk": f"TENANT#{tenant}", "sk": f"KEY#{key_id(digest)}", "digest": digest,
+                "pk": tenant_pk(tenant), "sk": f"KEY#{key_id(digest)}", "digest": digest,
                 "createdAt": at, "label": label})}},
         ])
         return key_id(digest)
@@ -166,7 +187,7 @@ class TenantStore:
     def list_keys(self, tenant: str) -> list[KeyInfo]:
         out = self._db.query(
             TableName=self._table, KeyConditionExpression="pk = :pk AND begins_with(sk, :k)",
-            ExpressionAttributeValues=serialize({":pk": f"TENANT#{tenant}", ":k": "KEY#"}))
+            ExpressionAttributeValues=serialize({":pk": tenant_pk(tenant), ":k": "KEY#"}))
         keys = []
         for item in out.get("Items", []):
             d = deserialize(item)
@@ -177,7 +198,7 @@ class TenantStore:
     def revoke_key(self, tenant: str, kid: str, now: float | None = None) -> bool:
         """Delete the lookup item (so the key stops working) and mark the listing item."""
         out = self._db.get_item(TableName=self._table, ConsistentRead=True,
-                                Key=serialize({"pk": f"TENANT#{tenant}", "sk": f"KEY#{kid}"}))
+                                Key=serialize({"pk": tenant_pk(tenant), "sk": f"KEY#{kid}"}))
         if "Item" not in out:
             return False
         digest = deserialize(out["Item"])["digest"]
@@ -185,7 +206,7 @@ class TenantStore:
             {"Delete": {"TableName": self._table,
                         "Key": serialize({"pk": f"KEY#{digest}", "sk": "KEY"})}},
             {"Update": {"TableName": self._table,
-                        "Key": serialize({"pk": f"TENANT#{tenant}", "sk": f"KEY#{kid}"}),
+                        "Key": serialize({"pk": tenant_pk(tenant), "sk": f"KEY#{kid}"}),
                         "UpdateExpression": "SET revokedAt = :now",
                         "ExpressionAttributeValues": serialize({":now": now or time.time()})}},
         ])
@@ -197,12 +218,12 @@ class TenantStore:
     def add_audit(self, tenant: str, record: dict[str, Any]) -> None:
         sk = f"AUDIT#{record['at']:017.6f}#{secrets.token_hex(4)}"
         self._db.put_item(TableName=self._table, Item=serialize(
-            {"pk": f"TENANT#{tenant}", "sk": sk, **record}))
+            {"pk": tenant_pk(tenant), "sk": sk, **record}))
 
     def list_audit(self, tenant: str) -> list[dict[str, Any]]:
         query: dict[str, Any] = {
             "TableName": self._table, "KeyConditionExpression": "pk = :pk AND begins_with(sk, :a)",
-            "ExpressionAttributeValues": serialize({":pk": f"TENANT#{tenant}", ":a": "AUDIT#"})}
+            "ExpressionAttributeValues": serialize({":pk": tenant_pk(tenant), ":a": "AUDIT#"})}
         out: list[dict[str, Any]] = []
         while True:
             page = self._db.query(**query)

@@ -24,6 +24,7 @@ ENV_OUTPUTS = {
     "JOBGATE_TABLE": "TableName", "JOBGATE_BUCKET": "BucketName",
     "JOBGATE_JOBS_QUEUE_URL": "JobsQueueUrl", "JOBGATE_JOBS_DLQ_URL": "JobsDlqUrl",
     "JOBGATE_CALLBACKS_QUEUE_URL": "CallbacksQueueUrl", "JOBGATE_CALLBACKS_DLQ_URL": "CallbacksDlqUrl",
+    "JOBGATE_CURSOR_SECRET_ID": "CursorSecretName",  # its name: the value stays in the stack
 }
 
 

@@ -4,6 +4,7 @@ tests, and any AWS endpoint given by AWS_ENDPOINT_URL. On AWS, infra/template.ya
 from __future__ import annotations
 
 import json
+import secrets
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -99,7 +100,8 @@ def local_runtime(clients: Clients, prefix: str, region: str,
                   tenants: list[tuple[str, str, str]], env: dict[str, str] | None = None,
                   jobs_visibility: int = 960) -> tuple[Any, dict[str, str]]:
     """Resources, a runtime installed as the current one, and tenants `(name, api key,
-    whsec secret)`: what the local runner, the tests and the bench all start from. `env`
+    whsec secret)`: what the local runner, the tests and the bench all start from (tenant
+    names must be slugs: tenants.check_tenant_name). `env`
     (settings) is updated with the resources' names; returns (runtime, those names)."""
     from chalicelib import runtime
     from chalicelib.settings import Settings
@@ -110,7 +112,10 @@ def local_runtime(clients: Clients, prefix: str, region: str,
                       env.get("JOBGATE_BUCKET") or f"{prefix}-results", prefix, region,
                       jobs_visibility)
     env.update(names)
-    rt = runtime.build(Settings.from_env({"AWS_DEFAULT_REGION": region, **env}), clients)
+    # Paging is signed with a random key per process unless one is given (a local runner
+    # is one process; on AWS the stage's secret comes from the infra stack).
+    env.setdefault("JOBGATE_CURSOR_SECRET", secrets.token_urlsafe(32))
+    rt = runtime.build(Settings.from_env({"AWS_DEFAULT_REGION": region, **env}), clients, env)
     runtime.set_current(rt)
     for name, key, secret in tenants:
         rt.tenants.put_tenant(Tenant(name=name, webhook_secrets=[secret]))

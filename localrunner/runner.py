@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import signal
 import socket
 import sys
@@ -25,12 +24,16 @@ def free_port() -> int:
 
 
 def parse_tenants(spec: str) -> list[tuple[str, str, str]]:
-    """`name:apikey:whsec_secret,...` → [(name, key, secret)]."""
+    """`name:apikey:whsec_secret,...` → [(name, key, secret)]; names are slugs."""
+    from chalicelib.tenants import TENANT_NAME, TENANT_NAME_RULE
+
     out = []
     for entry in filter(None, (e.strip() for e in spec.split(","))):
         parts = entry.split(":")
         if len(parts) != 3 or not all(parts):
             raise SystemExit(f"JOBGATE_TENANTS: expected name:apikey:whsec_secret, got {entry!r}")
+        if not TENANT_NAME.fullmatch(parts[0]):
+            raise SystemExit(f"JOBGATE_TENANTS: {TENANT_NAME_RULE}, got {parts[0]!r}")
         out.append((parts[0], parts[1], parts[2]))
     return out
 
@@ -69,7 +72,6 @@ class LocalService:
 
         from .provision import local_runtime
 
-        env.setdefault("JOBGATE_CURSOR_SECRET", secrets.token_hex(16))
         api_key = env.get("JOBGATE_API_KEY") or new_api_key()
         secret = env.get("JOBGATE_WEBHOOK_SECRET") or new_webhook_secret()
         tenants = [("dev", api_key, secret), *parse_tenants(env.get("JOBGATE_TENANTS", ""))]
