@@ -38,8 +38,8 @@ def main() -> None:
     from localrunner.provision import local_runtime
 
     with mock_aws():
-        rt, _ = local_runtime(create_clients("us-east-1"), "jobgate-bench", "us-east-1",
-                              [("bench", "bench-key-0123456789abcdef", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")])
+        tenant = ("bench", "bench-key-0123456789abcdef", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+        rt, _ = local_runtime(create_clients("us-east-1"), "jobgate-bench", "us-east-1", [tenant])
         rt.workers.keys.add(WORKER_KEY, ["report"])
         calls: Counter[str] = Counter()
         for client in (rt.clients.dynamodb, rt.clients.sqs, rt.clients.s3):
