@@ -28,6 +28,7 @@ from chalicelib.views import deliveries_body
 STAGE = os.environ.get("JOBGATE_STAGE", "dev")
 PREFIX = os.environ.get("JOBGATE_QUEUE_PREFIX", f"jobgate-{STAGE}")
 MAX_BODY = 4 * 1024 * 1024
+MAX_WORKER_BODY = 300 * 1024  # an inline result is at most 256 KB
 RESERVED = {"runId": "runId", "callbackUrl": "callbackUrl", "logLevel": "logLevel"}
 
 app = Chalice(app_name="jobgate")
@@ -172,6 +173,45 @@ def get_log(rt: Any, request: Any, tenant: Any, jobId: str) -> Response:  # noqa
         return Response(body="", status_code=303, headers={"Location": url})
     return Response(body=text, status_code=200,
                     headers={"Content-Type": "text/plain; charset=utf-8"})
+
+
+# -- worker routes (docs/api.md "Workers"): worker keys only; logic in chalicelib/workers.py --
+
+@endpoint("/v1/worker/claim", ["POST"], auth=False)
+def worker_claim(rt: Any, request: Any, tenant: Any) -> Response:
+    key = rt.workers.authenticate(request.headers.get("authorization"))
+    claimed = rt.workers.claim(key, _worker_body(request))
+    if claimed is None:
+        return Response(body="", status_code=204)
+    return render(request, 200, claimed, root="claim")
+
+
+@endpoint("/v1/worker/jobs/{jobId}/heartbeat", ["POST"], auth=False)
+def worker_heartbeat(rt: Any, request: Any, tenant: Any, jobId: str) -> Response:  # noqa: N803
+    return _worker_call(rt, request, rt.workers.heartbeat, jobId, "heartbeat")
+
+
+@endpoint("/v1/worker/jobs/{jobId}/complete", ["POST"], auth=False)
+def worker_complete(rt: Any, request: Any, tenant: Any, jobId: str) -> Response:  # noqa: N803
+    return _worker_call(rt, request, rt.workers.complete, jobId, "complete")
+
+
+@endpoint("/v1/worker/jobs/{jobId}/fail", ["POST"], auth=False)
+def worker_fail(rt: Any, request: Any, tenant: Any, jobId: str) -> Response:  # noqa: N803
+    return _worker_call(rt, request, rt.workers.fail, jobId, "fail")
+
+
+def _worker_call(rt: Any, request: Any, call: Callable[..., Any], job_id: str,
+                 root: str) -> Response:
+    key = rt.workers.authenticate(request.headers.get("authorization"))
+    return render(request, 200, call(key, job_id, _worker_body(request)), root=root)
+
+
+def _worker_body(request: Any) -> dict[str, Any]:
+    """A worker route's JSON body (an empty body is an empty object)."""
+    if not request.raw_body:
+        return {}
+    return parse_submit_body(request, MAX_WORKER_BODY)
 
 
 def _accepted(rt: Any, request: Any, submitted: Any) -> Response:

@@ -26,6 +26,7 @@ from .tenants import (
     new_api_key,
     new_webhook_secret,
 )
+from .workerkeys import WorkerKey, WorkerKeyStore, new_worker_key
 
 audit = logging.getLogger("jobgate.audit")
 DEFAULT_WINDOW_HOURS = 24.0
@@ -33,6 +34,34 @@ DEFAULT_WINDOW_HOURS = 24.0
 
 class AdminError(Exception):
     pass
+
+
+class WorkerKeyAdmin:
+    """Worker keys (`jgw_...`), per deployment, each limited to named services."""
+
+    def __init__(self, keys: WorkerKeyStore, actor: str, clock: Any = time.time):
+        self.keys, self.actor, self.clock = keys, actor, clock
+
+    def _audit(self, action: str, **fields: Any) -> None:
+        audit.info(action, extra={"audit": True, "action": action, "actor": self.actor,
+                                  "at": self.clock(), **fields})
+
+    def issue(self, services: list[str], label: str = "") -> str:
+        names = sorted({s.strip() for s in services if s.strip()})
+        if not names:
+            raise AdminError("name the services the key may claim: --services report,export")
+        key = new_worker_key()
+        kid = self.keys.add(key, names, label=label, created_at=self.clock())
+        self._audit("worker-key.issue", keyId=kid, services=names, label=label)
+        return key
+
+    def list(self) -> list[WorkerKey]:
+        return self.keys.list()
+
+    def revoke(self, kid: str) -> None:
+        if not self.keys.revoke(kid, now=self.clock()):
+            raise AdminError(f"no worker key {kid!r}")
+        self._audit("worker-key.revoke", keyId=kid)
 
 
 class TenantAdmin:
@@ -161,10 +190,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("finish-rotation", help="stop signing with the previous secret").add_argument(
         "tenant")
     sub.add_parser("audit-log", help="who changed what, oldest first").add_argument("tenant")
+    w = sub.add_parser("issue-worker-key", help="a worker key (jgw_..., shown once)")
+    w.add_argument("--services", required=True, help="comma-separated worker services")
+    w.add_argument("--label", default="")
+    sub.add_parser("list-worker-keys", help="worker keys and their services")
+    sub.add_parser("revoke-worker-key", help="the key answers 401 within seconds").add_argument(
+        "key_id")
     return p
 
 
-def run(args: argparse.Namespace, admin: TenantAdmin) -> Any:
+def run(args: argparse.Namespace, admin: TenantAdmin,
+        workers: WorkerKeyAdmin | None = None) -> Any:
+    if args.cmd.endswith("worker-key") or args.cmd == "list-worker-keys":
+        assert workers is not None
+        return run_worker_keys(args, workers)
     match args.cmd:
         case "create-tenant":
             key, secret = admin.create_tenant(args.tenant)
@@ -193,15 +232,29 @@ def run(args: argparse.Namespace, admin: TenantAdmin) -> Any:
     raise AdminError(f"unknown command {args.cmd}")
 
 
+def run_worker_keys(args: argparse.Namespace, workers: WorkerKeyAdmin) -> Any:
+    match args.cmd:
+        case "issue-worker-key":
+            return {"workerKey": workers.issue(args.services.split(","), args.label)}
+        case "list-worker-keys":
+            return {"workerKeys": [asdict(k) for k in workers.list()]}
+        case "revoke-worker-key":
+            workers.revoke(args.key_id)
+            return {"revoked": args.key_id}
+    raise AdminError(f"unknown command {args.cmd}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     telemetry.setup(stream="stderr")
     from .connections import create_clients
 
     clients = create_clients(args.region)
-    admin = TenantAdmin(TenantStore(clients.dynamodb, args.table), _actor(args.actor))
+    actor = _actor(args.actor)
+    admin = TenantAdmin(TenantStore(clients.dynamodb, args.table), actor)
+    workers = WorkerKeyAdmin(WorkerKeyStore(clients.dynamodb, args.table), actor)
     try:
-        out = run(args, admin)
+        out = run(args, admin, workers)
     except AdminError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -22,6 +22,7 @@ from .blobs import BlobStore, content_key
 from .errors import ApiError, bad_request, conflict, not_found, validation_error
 from .ids import is_job_id, new_job_id
 from .jobs import CANCELED, QUEUED, Job, presign_seconds
+from .leases import make_claimable
 from .models import JobResource, SubmitRequest
 from .queue import Dispatcher
 from .settings import Settings
@@ -124,6 +125,7 @@ class JobsApi:
             chain=[s.model_dump(by_alias=True, exclude_none=True) for s in req.chain],
             request_hash=request_hash, content_type=content_type, base_url=base,
         )
+        make_claimable(job, service.runs_on, now)  # a worker service's job waits for a claim
         _check_storable({"input": req.input, "chain": job.chain})
         self._check_capacity(tenant)
         try:
@@ -143,7 +145,8 @@ class JobsApi:
             self._drop_content(job)
             raise unavailable(f"cannot store the job now ({_aws_code(exc)})") from exc
         try:
-            self.dispatcher.send_job(tenant.name, job.job_id, job.service)
+            if service.runs_on != "worker":  # workers claim from the claim index instead
+                self.dispatcher.send_job(tenant.name, job.job_id, job.service)
         except (ClientError, BotoCoreError) as exc:
             self._forget(job)
             raise unavailable(f"cannot queue the job now ({_aws_code(exc)})") from exc

@@ -62,6 +62,13 @@ class Job:
     callback_event: str | None = None
     deliveries: list[dict[str, Any]] = field(default_factory=list)
     chain_started: bool = False
+    # Worker services only (chalicelib/leases.py): the sparse claim index's keys, set while
+    # the job can be claimed, removed by every terminal write.
+    claim_key: str | None = None
+    available_at: float | None = None
+    claimed_at: float | None = None
+    run_deadline: float | None = None
+    log_lines: list[str] = field(default_factory=list)
 
     @property
     def terminal(self) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import functools
+from collections.abc import Callable
 from typing import Any
 
 OPENAPI_VERSION = "3.1.0"
@@ -394,6 +395,7 @@ def _document() -> dict[str, Any]:
                               **_errors(e503="")},
             },
         },
+        **_worker_paths(_errors),
         "/openapi.json": {
             "get": {
                 "operationId": "openapi", "tags": ["meta"], "summary": "This document",
@@ -434,6 +436,8 @@ def _document() -> dict[str, Any]:
             {"name": "webhooks", "description": "The `job.finished` event and its deliveries."},
             {"name": "meta", "description": "Health, this document and the dashboard page (no "
                                             "credentials)."},
+            {"name": "workers", "description": "Worker processes claim jobs of `runsOn: worker` "
+                                               "services (worker keys only)."},
         ],
         "paths": paths,
         "webhooks": webhooks,
@@ -446,6 +450,84 @@ def _document() -> dict[str, Any]:
                                "description": "`Authorization: Bearer <api key>`."},
                 "basicAuth": {"type": "http", "scheme": "basic",
                               "description": "`<tenant>:<api key>` (e.g. `curl --user dev:KEY`)."},
+                "workerKey": {"type": "http", "scheme": "bearer",
+                              "description": "`Authorization: Bearer jgw_...` (worker routes only)."},
             },
         },
     }
+
+
+def _obj(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        out["required"] = list(required)
+    return out
+
+
+_TOKEN = {"type": "string", "description": "The claim's `leaseToken`."}
+_LOG = {"type": "array", "items": {"type": "string"}, "maxItems": 200}
+_WORKER_OPS = {
+    "claim": ("claimJob", "Claim a job (long poll up to `waitSeconds`)", _obj({
+        "services": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 20},
+        "waitSeconds": {"type": "number", "minimum": 0, "maximum": 20}})),
+    "heartbeat": ("heartbeatJob", "Extend the lease; report progress, variables, log lines", _obj({
+        "leaseToken": _TOKEN,
+        "progress": _obj({"percent": {"type": "number"}, "message": {"type": "string"}}),
+        "variables": {"type": "object", "additionalProperties": True}, "log": _LOG},
+        ("leaseToken",))),
+    "complete": ("completeJob", "The result: inline JSON (≤ 256 KB) or uploaded to "
+                                "`resultUploadUrl`", _obj({
+        "leaseToken": _TOKEN, "result": {}, "resultUploaded": {"type": "boolean"},
+        "resultType": {"type": "string"}, "log": _LOG}, ("leaseToken",))),
+    "fail": ("failJob", "A failed attempt: retried unless attempts are exhausted or the code is "
+                        "not retryable", _obj({
+        "leaseToken": _TOKEN,
+        "error": _obj({"code": {"type": "string"}, "message": {"type": "string"}}),
+        "retryAfterSeconds": {"type": ["integer", "null"], "minimum": 0}, "log": _LOG},
+        ("leaseToken",))),
+}
+_WORKER_ANSWERS = {
+    "claim": _obj({
+        "jobId": {"type": "string"}, "tenant": {"type": "string"}, "service": {"type": "string"},
+        "input": {}, "variables": {"type": "object"}, "logLevel": {"type": "integer"},
+        "attempt": {"type": "integer"}, "maxAttempts": {"type": "integer"},
+        "contentUrl": {"type": "string"}, "contentType": {"type": ["string", "null"]},
+        "resultUploadUrl": {"type": "string"}, "leaseToken": {"type": "string"},
+        "leaseExpiresAt": {"type": "string"}, "deadlineAt": {"type": "string"}},
+        ("jobId", "tenant", "service", "attempt", "leaseToken", "leaseExpiresAt",
+         "resultUploadUrl")),
+    "heartbeat": _obj({"leaseExpiresAt": {"type": ["string", "null"]},
+                       "canceled": {"type": "boolean"}, "resultUploadUrl": {"type": "string"}},
+                      ("leaseExpiresAt", "canceled")),
+    "complete": _obj({"jobId": {"type": "string"}, "status": {"type": "string"}}),
+    "fail": _obj({"jobId": {"type": "string"}, "status": {"type": "string"},
+                  "retryAt": {"type": "string"}}),
+}
+
+
+def _worker_paths(errors: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+    """The worker routes (docs/api.md "Workers"): worker keys, not tenant keys."""
+    out: dict[str, Any] = {}
+    for name, (op_id, summary, request) in _WORKER_OPS.items():
+        path = "/v1/worker/claim" if name == "claim" else f"/v1/worker/jobs/{{jobId}}/{name}"
+        responses: dict[str, Any] = {"200": {"description": "Done.", "content": {
+            JSON: {"schema": _WORKER_ANSWERS[name]}}}}
+        if name == "claim":
+            responses["204"] = {"description": "No job came within `waitSeconds`."}
+            responses.update(errors(e400="", e401="", e404="Unknown worker service.", e503=""))
+        else:
+            responses.update(errors(
+                e400="", e401="", e404="Unknown job, or a job of a service this key may not serve.",
+                e409="`lease_lost` (the lease lapsed or was taken over) or `canceled`.",
+                **({"e413": "Inline result over 256 KB."} if name == "complete" else {}),
+                e503=""))
+        op: dict[str, Any] = {
+            "operationId": op_id, "tags": ["workers"], "summary": summary,
+            "security": [{"workerKey": []}],
+            "requestBody": {"required": name != "claim", "content": {JSON: {"schema": request}}},
+            "responses": responses,
+        }
+        if name != "claim":
+            op["parameters"] = [_param("JobId")]
+        out[path] = {"post": op}
+    return out

@@ -18,6 +18,7 @@ from .batch import Record
 from .blobs import BlobStore, content_key
 from .connections import Clients, create_clients
 from .jobs import QUEUED, SUCCEEDED, Job
+from .leases import make_claimable
 from .messages import Malformed, Retry, parse_job_message
 from .queue import MAX_VISIBILITY, Dispatcher
 from .settings import Settings
@@ -28,6 +29,7 @@ from .views import JobView
 if TYPE_CHECKING:
     from .callbacks import Deliverer
     from .worker import Worker
+    from .workers import WorkerApi
 
 log = logging.getLogger("jobgate")
 
@@ -51,6 +53,12 @@ class Runtime:
 
         return Worker(self.store, self.blobs, self.dispatcher, self.settings, self.view,
                       after_end=self.after_end)
+
+    @cached_property
+    def workers(self) -> WorkerApi:
+        from .workers import WorkerApi
+
+        return WorkerApi(self)
 
     @cached_property
     def deliverer(self) -> Deliverer:
@@ -85,6 +93,7 @@ class Runtime:
             max_attempts=(service.max_attempts if service else None)
             or self.settings.job_max_attempts,
         )
+        make_claimable(nxt, service.runs_on if service else "lambda", now)
         if job.result_key:
             nxt.content_key = content_key(job.tenant, nxt.job_id)
             self.blobs.copy(job.result_key, nxt.content_key)
@@ -99,8 +108,13 @@ class Runtime:
 
     # -- SQS record handlers -----------------------------------------------------------
     def handle_job_record(self, record: Record, time_left: float = 900.0) -> None:
-        self._handle(record, lambda body: self.worker.process(body, time_left),
-                     self.settings.jobs_dlq_url)
+        def process(body: str) -> None:
+            if self.workers.owns(body):  # a worker service's job: watched here, never run
+                self.workers.watch(body, record.receive_count)
+            else:
+                self.worker.process(body, time_left)
+
+        self._handle(record, process, self.settings.jobs_dlq_url)
 
     def handle_dead_job(self, record: Record) -> None:
         """A job message that exhausted its receives: its job must not stay queued/running."""

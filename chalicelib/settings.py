@@ -38,6 +38,8 @@ class Settings:
     job_ttl_seconds: int = 2_592_000
     inline_log_limit: int = 4096
     presign_max_seconds: int = 3600
+    job_lease_seconds: int = 60
+    job_max_runtime_seconds: int = 86_400
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -63,4 +65,7 @@ class Settings:
             callback_max_retries=_int(env, "CALLBACK_MAX_RETRIES", cls.callback_max_retries),
             result_ttl_seconds=_int(env, "RESULT_TTL_SECONDS", cls.result_ttl_seconds),
             job_ttl_seconds=_int(env, "JOB_TTL_SECONDS", cls.job_ttl_seconds),
+            job_lease_seconds=_int(env, "JOB_LEASE_SECONDS", cls.job_lease_seconds),
+            job_max_runtime_seconds=_int(env, "JOB_MAX_RUNTIME_SECONDS",
+                                         cls.job_max_runtime_seconds),
         )

@@ -27,6 +27,8 @@ _JOB_FIELDS = {f.name: f for f in dataclasses.fields(Job)}
 
 RUN_ID_TRIES = 6
 INDEX_ALL, INDEX_STATUS, INDEX_SERVICE = "byTenant", "byTenantStatus", "byTenantService"
+# A worker job's claim-index keys and lease deadline: no terminal job keeps them.
+CLAIM_ATTRS = ("claimKey", "availableAt", "claimedAt", "runDeadline")
 
 
 class Conflict(Exception):
@@ -338,7 +340,7 @@ class JobStore:
         return self._update(
             tenant, job_id,
             update_expression(["#st = :status", "g2pk = :g2", "completedAt = :now", *sets],
-                              ["leaseToken", "leaseUntil", *removes]),
+                              ["leaseToken", "leaseUntil", *CLAIM_ATTRS, *removes]),
             cond,
             {**vals, ":status": status, ":g2": status_index_key(tenant, status), ":running": RUNNING,
              ":now": now},
@@ -365,7 +367,7 @@ class JobStore:
                 TableName=self._table, Key=key,
                 UpdateExpression=update_expression(
                     ["#st = :c", "g2pk = :g2", "completedAt = :now", *sets],
-                    ["leaseToken", "leaseUntil", *removes]),
+                    ["leaseToken", "leaseUntil", *CLAIM_ATTRS, *removes]),
                 ConditionExpression="expiresAt > :now AND (#st = :q OR #st = :r)",
                 ExpressionAttributeNames={"#st": "status", **names},
                 ExpressionAttributeValues=serialize({

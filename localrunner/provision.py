@@ -13,6 +13,14 @@ from chalicelib.connections import Clients
 
 RETENTION = str(14 * 24 * 3600)
 INDEXES = (("byTenant", "g1pk"), ("byTenantStatus", "g2pk"), ("byTenantService", "g3pk"))
+# The sparse claim index of worker jobs (chalicelib/leases.py): keys only, which is all a
+# claim reads before its conditional write.
+CLAIM_INDEX = {
+    "IndexName": "byClaimable",
+    "KeySchema": [{"AttributeName": "claimKey", "KeyType": "HASH"},
+                  {"AttributeName": "availableAt", "KeyType": "RANGE"}],
+    "Projection": {"ProjectionType": "KEYS_ONLY"},
+}
 
 
 def queue_names(prefix: str) -> dict[str, str]:
@@ -27,7 +35,8 @@ def ensure_table(db: Any, name: str) -> None:
     except ClientError as exc:
         if exc.response["Error"]["Code"] != "ResourceNotFoundException":
             raise
-    attrs = [("pk", "S"), ("sk", "S"), ("gsk", "S")] + [(pk, "S") for _, pk in INDEXES]
+    attrs = [("pk", "S"), ("sk", "S"), ("gsk", "S")] + [(pk, "S") for _, pk in INDEXES] \
+        + [("claimKey", "S"), ("availableAt", "N")]
     db.create_table(
         TableName=name, BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=[{"AttributeName": a, "AttributeType": t} for a, t in attrs],
@@ -38,7 +47,7 @@ def ensure_table(db: Any, name: str) -> None:
             "KeySchema": [{"AttributeName": pk, "KeyType": "HASH"},
                           {"AttributeName": "gsk", "KeyType": "RANGE"}],
             "Projection": {"ProjectionType": "ALL"},
-        } for index, pk in INDEXES],
+        } for index, pk in INDEXES] + [CLAIM_INDEX],
     )
     db.get_waiter("table_exists").wait(TableName=name)
     db.update_time_to_live(TableName=name,

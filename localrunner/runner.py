@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -47,6 +48,7 @@ class LocalService:
         self.moto: Any = None
         self.server: Any = None
         self.threads: list[threading.Thread] = []
+        self.workers: list[subprocess.Popen[bytes]] = []
 
     def start(self) -> dict[str, str]:
         env = self.env
@@ -67,8 +69,10 @@ class LocalService:
             env.pop("AWS_SESSION_TOKEN", None)
             env.pop("AWS_PROFILE", None)
 
+        from chalicelib import services
         from chalicelib.connections import create_clients
         from chalicelib.tenants import new_api_key, new_webhook_secret
+        from chalicelib.workerkeys import new_worker_key
 
         from .provision import local_runtime
 
@@ -76,7 +80,10 @@ class LocalService:
         secret = env.get("JOBGATE_WEBHOOK_SECRET") or new_webhook_secret()
         tenants = [("dev", api_key, secret), *parse_tenants(env.get("JOBGATE_TENANTS", ""))]
         clients = create_clients(region, endpoint)
-        local_runtime(clients, f"jobgate-{env['JOBGATE_STAGE']}", region, tenants, env)
+        rt, _ = local_runtime(clients, f"jobgate-{env['JOBGATE_STAGE']}", region, tenants, env)
+        worker_key = env.get("JOBGATE_WORKER_KEY") or new_worker_key()
+        worker_services = [s.name for s in services.all_services() if s.runs_on == "worker"]
+        rt.workers.keys.add(worker_key, worker_services, label="local")
 
         from chalice.cli.factory import CLIFactory
         from chalice.local import ThreadedHTTPServer, create_local_server
@@ -108,10 +115,47 @@ class LocalService:
                            f"{source.name}-{i}", source.batch_size, region, self.stop_event)
                 p.start()
                 self.threads.append(p)
-        return {"url": f"http://127.0.0.1:{port}", "api_key": api_key, "webhook_secret": secret,
-                "aws_endpoint": endpoint}
+        url = f"http://127.0.0.1:{port}"
+        count = int(env.get("JOBGATE_LOCAL_WORKERS") or 1)
+        started = self.start_workers(url, worker_key, count) if count > 0 else 0
+        return {"url": url, "api_key": api_key, "webhook_secret": secret,
+                "aws_endpoint": endpoint, "worker_key": worker_key, "workers": str(started)}
+
+    def start_workers(self, url: str, worker_key: str, count: int) -> int:
+        """`jobgate worker` processes for the built-in worker service (docs/api.md): only
+        when this checkout's SDK has the worker command."""
+        command = [sys.executable, "-m", "jobgate", "worker"]
+        child_env = {**self.env, "JOBGATE_URL": url, "JOBGATE_WORKER_KEY": worker_key}
+        child_env.pop("AWS_ENDPOINT_URL", None)  # a worker needs no AWS access at all
+        try:
+            probe = subprocess.run([*command, "--help"], cwd=PROJECT_DIR, env=child_env,
+                                   capture_output=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return 0
+        if probe.returncode != 0:
+            log.warning("no `jobgate worker` command here: local workers not started")
+            return 0
+        for _ in range(count):
+            self.workers.append(subprocess.Popen(
+                [*command, "--service", "report", "--handler", "examples.worker.report:report"],
+                cwd=PROJECT_DIR, env=child_env))
+        return count
+
+    def stop_workers(self, grace: float = 10.0) -> None:
+        """SIGTERM (a worker finishes or fails its jobs), then kill what is left."""
+        for proc in self.workers:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.workers:
+            try:
+                proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        self.workers.clear()
 
     def stop(self) -> None:
+        self.stop_workers()
         self.stop_event.set()
         if self.server is not None:
             self.server.shutdown()
@@ -134,6 +178,7 @@ def main() -> int:
         f"  URL             {info['url']}\n"
         f"  API key         {info['api_key']}   (tenant: dev)\n"
         f"  Webhook secret  {info['webhook_secret']}\n"
+        f"  Worker key      {info['worker_key']}   ({info['workers']} local worker process(es))\n"
         f"  AWS endpoint    {info['aws_endpoint']}\n\n"
         f"  curl {info['url']}/v1/health\n"
         f"  curl -H 'Authorization: Bearer {info['api_key']}' {info['url']}/v1/services\n"

@@ -122,7 +122,7 @@ def test_template_has_no_cfn_lint_errors() -> None:
 
 
 def test_table_matches_the_store(template: dict[str, Any]) -> None:
-    from localrunner.provision import INDEXES
+    from localrunner.provision import CLAIM_INDEX, INDEXES
 
     _, table = resource(template, "AWS::DynamoDB::Table", {"Fn::Sub": "jobgate-${Stage}-jobs"})
     props = table["Properties"]
@@ -131,7 +131,9 @@ def test_table_matches_the_store(template: dict[str, Any]) -> None:
         ("pk", "HASH"), ("sk", "RANGE")]
     gsis = {g["IndexName"]: ([k["AttributeName"] for k in g["KeySchema"]], g["Projection"])
             for g in props["GlobalSecondaryIndexes"]}
-    assert gsis == {index: ([pk, "gsk"], {"ProjectionType": "ALL"}) for index, pk in INDEXES}
+    assert gsis == {**{index: ([pk, "gsk"], {"ProjectionType": "ALL"}) for index, pk in INDEXES},
+                    CLAIM_INDEX["IndexName"]: ([k["AttributeName"] for k in CLAIM_INDEX["KeySchema"]],
+                                               CLAIM_INDEX["Projection"])}
     assert props["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True}
     assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
     assert props["SSESpecification"]["SSEEnabled"] is True
@@ -777,6 +779,23 @@ def run_lifecycle(d: Deployment, hooks: str) -> list[tuple[str, str]]:
     assert d.request("POST", f"/v1/jobs/{queued['jobId']}/cancel").status_code == 200
     for job_id in (queued["jobId"], echo["jobId"], noisy["jobId"], document["jobId"]):
         assert d.request("DELETE", f"/v1/jobs/{job_id}").status_code == 204
+
+    # A worker job: claimed from the claim index, its result uploaded through the presigned
+    # PUT (authorized as the role's s3:PutObject), completed; the watchdog looks at it.
+    d.rt.workers.keys.add("jgw_infra-worker-key-0123456789", ["report"])
+    report = post({"service": "report", "input": {"steps": 1}})
+    resp = d.request("POST", "/v1/worker/claim", {"services": ["report"]},
+                     key="jgw_infra-worker-key-0123456789")
+    assert resp.status_code == 200, resp.body
+    claim = json.loads(resp.body)
+    bucket, key = presigned_object(claim["resultUploadUrl"])
+    presigned.append(("s3:PutObject", f"arn:aws:s3:::{bucket}/{key}"))
+    d.rt.clients.s3.put_object(Bucket=bucket, Key=key, Body=b"done")
+    resp = d.request("POST", f"/v1/worker/jobs/{report['jobId']}/complete",
+                     {"leaseToken": claim["leaseToken"], "resultUploaded": True},
+                     key="jgw_infra-worker-key-0123456789")
+    assert resp.status_code == 200, resp.body
+    d.drain("jobs")
 
     # A streamed result (a service returning chunks) goes up as a multipart upload.
     from chalicelib.blobs import result_key

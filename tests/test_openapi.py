@@ -24,7 +24,10 @@ API_MD = {
     ("get", "/v1/jobs/{jobId}/result"), ("get", "/v1/jobs/{jobId}/log"),
     ("get", "/v1/jobs/{jobId}/deliveries"), ("post", "/v1/jobs/{jobId}/deliveries"),
     ("get", "/v1/services"), ("get", "/v1/health"), ("get", "/openapi.json"), ("get", "/dashboard"),
+    ("post", "/v1/worker/claim"), ("post", "/v1/worker/jobs/{jobId}/heartbeat"),
+    ("post", "/v1/worker/jobs/{jobId}/complete"), ("post", "/v1/worker/jobs/{jobId}/fail"),
 }
+WORKER = {op for op in API_MD if "/v1/worker/" in op[1]}
 PUBLIC = {("get", "/v1/health"), ("get", "/openapi.json"), ("get", "/dashboard")}
 
 
@@ -92,6 +95,8 @@ def test_security(doc: dict[str, Any]) -> None:
     for key, op in operations(doc).items():
         if key in PUBLIC:
             assert op["security"] == [], key
+        elif key in WORKER:
+            assert op["security"] == [{"workerKey": []}] and "401" in op["responses"], key
         else:
             assert "security" not in op, key  # the document-wide requirement applies
             assert "401" in op["responses"], key

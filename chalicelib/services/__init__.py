@@ -28,7 +28,7 @@ _loaded = False
 def _load() -> None:
     global _loaded
     if not _loaded:
-        from . import dataload, echo, sleep, snapshot  # noqa: F401  (registration on import)
+        from . import dataload, echo, report, sleep, snapshot  # noqa: F401  (registration on import)
 
         _loaded = True
 

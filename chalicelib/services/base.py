@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any, Protocol
+from typing import IO, Any, Literal, Protocol
 
 from pydantic import BaseModel
 
@@ -45,7 +45,7 @@ class Canceled(Exception):
 @dataclass(frozen=True)
 class Service:
     name: str
-    handler: Handler
+    handler: Handler | None  # None for runs_on="worker": the code runs in worker processes
     description: str
     input_model: type[BaseModel] | None = None
     status_variables: tuple[str, ...] = ()
@@ -56,6 +56,7 @@ class Service:
     variables_model: type[BaseModel] | None = None  # checks Hop-style string variables
     content_required: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    runs_on: Literal["lambda", "worker"] = "lambda"
 
     def input_schema(self) -> dict[str, Any]:
         if self.input_model is None:
