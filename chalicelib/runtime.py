@@ -57,9 +57,11 @@ class Runtime:
     @cached_property
     def deliverer(self) -> Deliverer:
         from .callbacks import Deliverer
+        from .compat import baw
 
         return Deliverer(self.store, self.tenants, self.dispatcher, self.settings,
-                         self.settings.callbacks_dlq_url)
+                         self.settings.callbacks_dlq_url,
+                         payload=lambda event: baw.payload(event, self.blobs))
 
     # -- what follows a job's end (idempotent: re-run when a message comes back) ---------
     def after_end(self, job: Job, fresh: bool = True) -> None:
@@ -157,7 +159,7 @@ def build(settings: Settings, clients: Clients) -> Runtime:
     blobs = BlobStore(clients.s3, settings.bucket_name)
     dispatcher = Dispatcher(clients.sqs, settings.jobs_queue_url, settings.callbacks_queue_url)
     tenants = TenantStore(clients.dynamodb, settings.table_name)
-    view = JobView(blobs, settings)
+    view = JobView(blobs, settings, tenant_of=tenants.get_tenant_cached)
     secret = os.environ.get("JOBGATE_CURSOR_SECRET") or hashlib.sha256(
         json.dumps([settings.table_name, settings.bucket_name]).encode()).hexdigest()
     api = JobsApi(store, blobs, dispatcher, settings, view, secret.encode())
