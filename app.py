@@ -12,6 +12,7 @@ from typing import Any
 from chalice import Chalice, Response
 
 from chalicelib import runtime, telemetry
+from chalicelib.compat import guidewire
 from chalicelib.errors import ApiError
 from chalicelib.http import (
     base_url,
@@ -214,6 +215,59 @@ def _worker_body(request: Any) -> dict[str, Any]:
     return parse_submit_body(request, MAX_WORKER_BODY)
 
 
+# -- compatibility routes: the source APIs' own clients (docs/api.md, chalicelib/compat/) ----
+# Chalice refuses routes ending in '/', and both API Gateway and chalice's local server
+# drop a trailing slash before matching: `/hop/asyncRun/` reaches `/hop/asyncRun`.
+
+@endpoint("/hop/asyncRun", ["GET", "POST"])
+def hop_async_run(rt: Any, request: Any, tenant: Any) -> Response:
+    from chalicelib.compat import hop
+
+    return hop.run(rt, request, tenant)
+
+
+@endpoint("/hop/asyncStatus", ["GET", "POST"])
+def hop_async_status(rt: Any, request: Any, tenant: Any) -> Response:
+    from chalicelib.compat import hop
+
+    return hop.status(rt, request, tenant)
+
+
+@endpoint("/async/v1/requests/{requestId}", ["GET"])
+def gw_request(rt: Any, request: Any, tenant: Any, requestId: str) -> Response:  # noqa: N803
+    from chalicelib.compat import guidewire
+
+    return guidewire.request_status(rt, request, tenant, requestId)
+
+
+@endpoint("/async/v1/requests/{requestId}/response", ["GET"])
+def gw_response(rt: Any, request: Any, tenant: Any, requestId: str) -> Response:  # noqa: N803
+    from chalicelib.compat import guidewire
+
+    return guidewire.request_response(rt, request, tenant, requestId)
+
+
+@endpoint("/api/system/jobs", ["GET"], auth=False)  # Shoptet-Access-Token: see shoptet.py
+def shoptet_jobs(rt: Any, request: Any, tenant: Any) -> Response:
+    from chalicelib.compat import shoptet
+
+    return shoptet.job_list(rt, request)
+
+
+@endpoint("/api/system/jobs/{jobId}", ["GET"], auth=False)
+def shoptet_job(rt: Any, request: Any, tenant: Any, jobId: str) -> Response:  # noqa: N803
+    from chalicelib.compat import shoptet
+
+    return shoptet.job_detail(rt, request, jobId)
+
+
+@endpoint("/v1/ExecuteJobAsync", ["POST"])
+def starfish_execute(rt: Any, request: Any, tenant: Any) -> Response:
+    from chalicelib.compat import starfish
+
+    return starfish.execute(rt, request, tenant)
+
+
 def _accepted(rt: Any, request: Any, submitted: Any) -> Response:
     """202 (or 200 for a replayed runId, or for a job that ended within Prefer: wait)."""
     job = submitted.job
@@ -221,12 +275,12 @@ def _accepted(rt: Any, request: Any, submitted: Any) -> Response:
     headers = {"Location": f"{base}/v1/jobs/{job.job_id}"}
     if submitted.replayed:
         headers["Idempotent-Replayed"] = "true"
-    respond_async, wait = parse_prefer(request.headers.get("prefer"))
+    respond_async, wait, wait_applied = parse_prefer(request.headers.get("prefer"))
     applied = []
     if wait is not None and not job.terminal:
         job = rt.api.wait_for_end(job, wait)
-    if wait is not None:
-        applied.append(f"wait={wait}")
+    if wait_applied is not None:
+        applied.append(wait_applied)
     if job.terminal or submitted.replayed:
         if job.terminal and wait is not None:
             headers["Preference-Applied"] = applied[0]
@@ -237,6 +291,7 @@ def _accepted(rt: Any, request: Any, submitted: Any) -> Response:
         if applied:
             headers["Preference-Applied"] = ", ".join(applied)
         headers["Retry-After"] = "1"
+        headers["GW-Async-Location"] = guidewire.async_location(base, job.job_id)
         status = 202
     return render(request, status, rt.api.resource(job, base).dump(), headers)
 

@@ -30,6 +30,9 @@ from .workerkeys import WorkerKey, WorkerKeyStore, new_worker_key
 
 audit = logging.getLogger("jobgate.audit")
 DEFAULT_WINDOW_HOURS = 24.0
+MIN_KEY_LENGTH = 16
+POLICY_WORDS = {"retry_schedule": ("exponential", "fixed"), "callback_body": ("event", "outputs"),
+                "callback_format": ("standard", "shoptet")}  # the first word is the default
 
 
 class AdminError(Exception):
@@ -103,19 +106,61 @@ class TenantAdmin:
         return {"name": t.name, "callbackRetryInterval": t.callback_retry_interval,
                 "callbackMaxRetries": t.callback_max_retries, "maxActive": t.max_active,
                 "rotationEndsAt": t.rotation_ends_at,
-                "signingSecrets": len(t.signing_secrets(self.clock()))}
+                "signingSecrets": len(t.signing_secrets(self.clock())),
+                "retrySchedule": t.retry_schedule or "exponential",
+                "callbackBody": t.callback_body or "event",
+                "callbackFormat": t.callback_format or "standard",
+                "starfishJobs": t.starfish_jobs}
 
-    def set_policy(self, name: str, **policy: int | None) -> None:
-        """Callback retry policy and quota; 0 or a negative value clears an override."""
-        self._tenant(name)
+    def set_policy(self, name: str, starfish_jobs: list[str] | None = None,
+                   **policy: int | str | None) -> None:
+        """Callback retry policy and quota; 0 or a negative value clears an override.
+        Compatibility policies: a default word (exponential, event, standard) clears one;
+        `starfish_jobs` entries are `NAME=service` (`NAME=` removes NAME)."""
+        tenant = self._tenant(name)
         attrs = {"retry_interval": "callbackRetryInterval", "max_retries": "callbackMaxRetries",
                  "max_active": "maxActive"}
-        values = {attrs[k]: (None if v is not None and v < 0 else v)
-                  for k, v in policy.items() if v is not None}
+        values: dict[str, Any] = {attrs[k]: (None if v < 0 else v)
+                                  for k, v in policy.items() if isinstance(v, int)}
+        for key, attr in (("retry_schedule", "retrySchedule"), ("callback_body", "callbackBody"),
+                          ("callback_format", "callbackFormat")):
+            word = policy.get(key)
+            if isinstance(word, str):
+                allowed = POLICY_WORDS[key]
+                if word not in allowed:
+                    raise AdminError(f"{key.replace('_', '-')} is one of {', '.join(allowed)}")
+                values[attr] = None if word == allowed[0] else word
+        if starfish_jobs:
+            jobs = dict(tenant.starfish_jobs)
+            for entry in starfish_jobs:
+                job, sep, service = entry.partition("=")
+                if not sep or not job.strip():
+                    raise AdminError(f"--starfish-job takes NAME=service, not {entry!r}")
+                if service.strip():
+                    jobs[job.strip()] = service.strip()
+                else:
+                    jobs.pop(job.strip(), None)
+            values["starfishJobs"] = jobs or None
         if not values:
             raise AdminError("nothing to set")
         self.tenants.update_tenant(name, values)
         self._audit("tenant.policy", name, **{k: v for k, v in values.items()})
+
+    def import_key(self, tenant: str, key: str, label: str = "imported",
+                   allow_weak: bool = False) -> str:
+        """Store a key the operator chose (e.g. the `--user name:secret` of an existing Hop
+        setup), hashed like any other; returns its key ID. Short keys are guessable, so
+        they need `allow_weak`."""
+        self._tenant(tenant)
+        key = key.strip()
+        if not key or any(c.isspace() for c in key) or len(key) > 512:
+            raise AdminError("a key is 1-512 characters without whitespace")
+        if len(key) < MIN_KEY_LENGTH and not allow_weak:
+            raise AdminError(f"the key has {len(key)} characters; at least {MIN_KEY_LENGTH} "
+                             "unless --allow-weak-key")
+        kid = self.tenants.add_key(tenant, key, label=label, created_at=self.clock())
+        self._audit("key.import", tenant, keyId=kid, label=label, weak=len(key) < MIN_KEY_LENGTH)
+        return kid
 
     def issue_key(self, tenant: str, label: str = "") -> str:
         self._tenant(tenant)
@@ -177,9 +222,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--retry-interval", type=int)
     s.add_argument("--max-retries", type=int)
     s.add_argument("--max-active", type=int)
+    s.add_argument("--retry-schedule", choices=POLICY_WORDS["retry_schedule"],
+                   help="webhook retries: every interval (fixed, IBM BAW) or doubling")
+    s.add_argument("--callback-body", choices=POLICY_WORDS["callback_body"],
+                   help="outputs: POST the job's result itself (IBM BAW)")
+    s.add_argument("--callback-format", choices=POLICY_WORDS["callback_format"],
+                   help="shoptet: Shoptet's job:finished webhook body")
+    s.add_argument("--starfish-job", action="append", metavar="NAME=service",
+                   help="map a Starfish jobID to a service (repeatable; NAME= removes)")
     i = sub.add_parser("issue-key", help="a new API key (shown once)")
     i.add_argument("tenant")
     i.add_argument("--label", default="")
+    _import_key_parser(sub)
     sub.add_parser("list-keys").add_argument("tenant")
     r = sub.add_parser("revoke-key", help="the key answers 401 within seconds")
     r.add_argument("tenant")
@@ -212,10 +266,15 @@ def run(args: argparse.Namespace, admin: TenantAdmin,
             return admin.show(args.tenant)
         case "set-policy":
             admin.set_policy(args.tenant, retry_interval=args.retry_interval,
-                             max_retries=args.max_retries, max_active=args.max_active)
+                             max_retries=args.max_retries, max_active=args.max_active,
+                             retry_schedule=args.retry_schedule, callback_body=args.callback_body,
+                             callback_format=args.callback_format,
+                             starfish_jobs=args.starfish_job)
             return admin.show(args.tenant)
         case "issue-key":
             return {"tenant": args.tenant, "apiKey": admin.issue_key(args.tenant, args.label)}
+        case "import-key":
+            return import_key_command(args, admin)
         case "list-keys":
             return {"keys": [asdict(k) for k in admin.list_keys(args.tenant)]}
         case "revoke-key":
@@ -242,6 +301,29 @@ def run_worker_keys(args: argparse.Namespace, workers: WorkerKeyAdmin) -> Any:
             workers.revoke(args.key_id)
             return {"revoked": args.key_id}
     raise AdminError(f"unknown command {args.cmd}")
+
+
+def _import_key_parser(sub: Any) -> None:
+    k = sub.add_parser("import-key", help="store a key you choose (read from a file)")
+    k.add_argument("tenant")
+    k.add_argument("--key-file", required=True, help="file holding the key ('-' = stdin)")
+    k.add_argument("--label", default="imported")
+    k.add_argument("--allow-weak-key", action="store_true",
+                   help=f"accept a key under {MIN_KEY_LENGTH} characters")
+
+
+def import_key_command(args: argparse.Namespace, admin: TenantAdmin) -> dict[str, Any]:
+    """The key comes from a file, never the command line (shell history, `ps`)."""
+    try:
+        text = sys.stdin.read() if args.key_file == "-" else \
+            open(args.key_file, encoding="utf-8").read()  # noqa: SIM115
+    except OSError as exc:
+        raise AdminError(f"cannot read the key file: {exc}") from None
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(lines) != 1:
+        raise AdminError("the key file must hold exactly one key on one line")
+    kid = admin.import_key(args.tenant, lines[0], args.label, args.allow_weak_key)
+    return {"tenant": args.tenant, "keyId": kid}
 
 
 def main(argv: list[str] | None = None) -> int:

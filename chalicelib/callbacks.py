@@ -38,9 +38,11 @@ class Deliverer:
         self, store: JobStore, tenants: TenantStore, dispatcher: Dispatcher, settings: Settings,
         dlq_url: str, clock: Callable[[], float] = time.time,
         send: Callable[..., webhooks.Attempt] = webhooks.post,
+        payload: Callable[[str], tuple[str, str]] = lambda event: ("application/json", event),
     ):
         self.store, self.tenants, self.dispatcher, self.settings = store, tenants, dispatcher, settings
         self.dlq_url, self.clock, self.send = dlq_url, clock, send
+        self.payload = payload  # (content type, body) for a stored event (compat/baw.py)
 
     def process(self, body: str) -> None:
         """Returns when the message may be deleted; raises Retry to try again later."""
@@ -53,13 +55,14 @@ class Deliverer:
             return
         now = self.clock()
         stamp = int(now)
+        content_type, body_text = self.payload(msg["event"])
         headers = {
-            "Content-Type": "application/json", "User-Agent": USER_AGENT,
+            "Content-Type": content_type, "User-Agent": USER_AGENT,
             "webhook-id": msg["eventId"], "webhook-timestamp": str(stamp),
             "webhook-signature": webhooks.sign(tenant.signing_secrets(now), msg["eventId"], stamp,
-                                               msg["event"]),
+                                               body_text),
         }
-        attempt = self.send(msg["url"], headers, msg["event"],
+        attempt = self.send(msg["url"], headers, body_text,
                             allow_private=self.settings.allow_private_callbacks)
         delivery = {"at": iso(now), "statusCode": attempt.status_code, "error": attempt.error,
                     "durationMs": attempt.duration_ms}
@@ -81,7 +84,7 @@ class Deliverer:
             return
         telemetry.metric("CallbackFailures")
         if n - 1 < max_retries:
-            delay = webhooks.retry_delay(n, interval)
+            delay = webhooks.retry_delay(n, interval, schedule=tenant.retry_schedule)
             log.warning("webhook attempt failed: %s; retry in %ss", attempt.error, delay,
                         extra={**fields, "error": attempt.error, "retryIn": delay})
             raise Retry(delay, attempt.error or "failed")

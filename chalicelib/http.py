@@ -101,18 +101,25 @@ def query_params(request: Any) -> dict[str, str]:
 MAX_WAIT = 20
 
 
-def parse_prefer(header: str | None) -> tuple[bool, int | None]:
-    """RFC 7240 `Prefer`: (respond-async asked, wait seconds capped at 20 or None)."""
-    respond_async, wait = False, None
+def parse_prefer(header: str | None) -> tuple[bool, float | None, str | None]:
+    """RFC 7240 `Prefer`: (respond-async asked, seconds to wait or None, the wait preference
+    as applied, for `Preference-Applied`). `wait=N` is seconds, Guidewire's `wait-ms=N`
+    milliseconds; both are capped at 20 s, and the last one given wins."""
+    respond_async, wait, applied = False, None, None
     for part in (header or "").split(","):
         token = part.split(";")[0].strip()
         name, _, value = token.partition("=")
         name = name.strip().lower()
         if name == "respond-async":
             respond_async = True
-        elif name == "wait":
+        elif name in ("wait", "wait-ms"):
             try:
-                wait = max(0, min(MAX_WAIT, int(value.strip().strip('"'))))
+                number = max(0, int(value.strip().strip('"')))
             except ValueError:
                 continue  # an unusable preference is ignored, as RFC 7240 says
-    return respond_async, wait
+            if name == "wait":
+                wait, applied = min(MAX_WAIT, number), f"wait={min(MAX_WAIT, number)}"
+            else:
+                ms = min(MAX_WAIT * 1000, number)
+                wait, applied = ms / 1000, f"wait-ms={ms}"
+    return respond_async, wait, applied

@@ -13,6 +13,8 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+from .compat import openapi as compat_openapi
+
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "1.0.0"
 REF = "#/components/schemas/{model}"
@@ -86,6 +88,11 @@ _HEADERS: dict[str, dict[str, Any]] = {
     },
     "Preference-Applied": {
         "description": "The `Prefer` preferences honoured (RFC 7240), e.g. `respond-async, wait=10`.",
+        "schema": {"type": "string"},
+    },
+    "GW-Async-Location": {
+        "description": "Guidewire's Async API path of this job, `/async/v1/requests/{jobId}` "
+                       "(absolute path, with the deployment's stage prefix).",
         "schema": {"type": "string"},
     },
     "Idempotent-Replayed": {
@@ -228,7 +235,8 @@ def _document() -> dict[str, Any]:
         return resp
 
     accepted = _job("Accepted: the job is queued. Poll `Location`, honouring `Retry-After`.",
-                    "Location", "Retry-After", "Preference-Applied", required=("Location",))
+                    "Location", "Retry-After", "Preference-Applied", "GW-Async-Location",
+                    required=("Location",))
     finished_or_replayed = _job(
         "The job an earlier request with the same `runId` created (`Idempotent-Replayed: true`), "
         "or, with `Prefer: wait=N`, the job finished within N seconds.",
@@ -413,8 +421,12 @@ def _document() -> dict[str, Any]:
                 "summary": "A job with a `callbackUrl` ended (succeeded, failed or canceled)",
                 "description": "Signed per Standard Webhooks; any Standard Webhooks verifier accepts "
                                "it. A 2xx within 10 s is success; redirects are not followed; "
-                               "otherwise retried after `interval × 2^(n-1)` (± 10 %). At least "
-                               "once: de-duplicate on `webhook-id`.",
+                               "otherwise retried after `interval × 2^(n-1)` (± 10 %), or every "
+                               "`interval` for a tenant on the `fixed` schedule. At least once: "
+                               "de-duplicate on `webhook-id`. Per tenant, the body may instead be "
+                               "Shoptet's `{eshopId, event: job:finished, eventCreated, "
+                               "eventInstance}` or, for a succeeded job, its result itself "
+                               "(IBM BAW's outputs, ≤ 256 KB, the result's own media type).",
                 "security": [],
                 "parameters": [{"name": name, "in": "header", "required": True, "description": text,
                                 "schema": {"type": "string"}} for name, text in _WEBHOOK_HEADERS],
@@ -424,6 +436,15 @@ def _document() -> dict[str, Any]:
             },
         },
     }
+
+    # The webhook, as an OpenAPI callback of the routes that take a callbackUrl.
+    event = {k: v for k, v in webhooks["job.finished"]["post"].items()
+             if k not in ("operationId", "tags")}
+    for path, expression in (("/v1/jobs", "{$request.body#/callbackUrl}"),
+                             ("/v1/services/{service}/jobs", "{$request.query.callbackUrl}")):
+        paths[path]["post"]["callbacks"] = {
+            "jobFinished": {expression: {"post": copy.deepcopy(event)}}}
+    paths.update(compat_openapi.paths(_errors, _see_other, _param("JobId")))
 
     return {
         "openapi": OPENAPI_VERSION,
@@ -438,6 +459,7 @@ def _document() -> dict[str, Any]:
                                             "credentials)."},
             {"name": "workers", "description": "Worker processes claim jobs of `runsOn: worker` "
                                                "services (worker keys only)."},
+            *compat_openapi.TAGS,
         ],
         "paths": paths,
         "webhooks": webhooks,
@@ -452,6 +474,7 @@ def _document() -> dict[str, Any]:
                               "description": "`<tenant>:<api key>` (e.g. `curl --user dev:KEY`)."},
                 "workerKey": {"type": "http", "scheme": "bearer",
                               "description": "`Authorization: Bearer jgw_...` (worker routes only)."},
+                "shoptetToken": compat_openapi.SECURITY_SCHEME,
             },
         },
     }

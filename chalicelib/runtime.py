@@ -63,9 +63,11 @@ class Runtime:
     @cached_property
     def deliverer(self) -> Deliverer:
         from .callbacks import Deliverer
+        from .compat import baw
 
         return Deliverer(self.store, self.tenants, self.dispatcher, self.settings,
-                         self.settings.callbacks_dlq_url)
+                         self.settings.callbacks_dlq_url,
+                         payload=lambda event: baw.payload(event, self.blobs))
 
     # -- what follows a job's end (idempotent: re-run when a message comes back) ---------
     def after_end(self, job: Job, fresh: bool = True) -> None:
@@ -170,7 +172,7 @@ def build(settings: Settings, clients: Clients, env: Mapping[str, str] | None = 
     blobs = BlobStore(clients.s3, settings.bucket_name)
     dispatcher = Dispatcher(clients.sqs, settings.jobs_queue_url, settings.callbacks_queue_url)
     tenants = TenantStore(clients.dynamodb, settings.table_name)
-    view = JobView(blobs, settings)
+    view = JobView(blobs, settings, tenant_of=tenants.get_tenant_cached)
     secret = cursor_secret.resolve(os.environ if env is None else env, settings.region)
     api = JobsApi(store, blobs, dispatcher, settings, view, secret)
     return Runtime(settings=settings, clients=clients, store=store, blobs=blobs,

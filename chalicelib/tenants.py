@@ -46,6 +46,11 @@ class Tenant:
     callback_max_retries: int | None = None
     max_active: int | None = None
     rotation_ends_at: float | None = None  # the previous secret signs until then
+    # Compatibility policies (docs/api.md "Compatibility routes"); None = our default.
+    retry_schedule: str | None = None  # "fixed" (IBM BAW) or "exponential"
+    callback_body: str | None = None  # "outputs": the result itself instead of the event
+    callback_format: str | None = None  # "shoptet": Shoptet's job:finished body
+    starfish_jobs: dict[str, str] = field(default_factory=dict)  # Starfish jobID -> service
 
     def signing_secrets(self, now: float) -> list[str]:
         """The current secret, plus the previous one while a rotation is open."""
@@ -107,6 +112,13 @@ def tenant_pk(name: str) -> str:
     return f"TENANT#{part(name)}"
 
 
+def _policy_items(tenant: Tenant) -> list[tuple[str, Any]]:
+    """The compatibility policies as stored attributes (unset ones are None)."""
+    return [("retrySchedule", tenant.retry_schedule), ("callbackBody", tenant.callback_body),
+            ("callbackFormat", tenant.callback_format),
+            ("starfishJobs", tenant.starfish_jobs or None)]
+
+
 def _tenant_key(name: str) -> dict[str, Any]:
     return serialize({"pk": tenant_pk(name), "sk": "TENANT"})
 
@@ -126,7 +138,8 @@ class TenantStore:
         for attr, value in (("callbackRetryInterval", tenant.callback_retry_interval),
                             ("callbackMaxRetries", tenant.callback_max_retries),
                             ("maxActive", tenant.max_active),
-                            ("rotationEndsAt", tenant.rotation_ends_at)):
+                            ("rotationEndsAt", tenant.rotation_ends_at),
+                            *_policy_items(tenant)):
             if value is not None:
                 values[attr] = value
         self._db.put_item(TableName=self._table, Item=serialize(values))
@@ -147,7 +160,10 @@ class TenantStore:
         return Tenant(name=d["name"], webhook_secrets=list(d.get("webhookSecrets", [])),
                       callback_retry_interval=d.get("callbackRetryInterval"),
                       callback_max_retries=d.get("callbackMaxRetries"),
-                      max_active=d.get("maxActive"), rotation_ends_at=d.get("rotationEndsAt"))
+                      max_active=d.get("maxActive"), rotation_ends_at=d.get("rotationEndsAt"),
+                      retry_schedule=d.get("retrySchedule"), callback_body=d.get("callbackBody"),
+                      callback_format=d.get("callbackFormat"),
+                      starfish_jobs=dict(d.get("starfishJobs") or {}))
 
     def get_tenant_cached(self, name: str) -> Tenant | None:
         now = time.monotonic()

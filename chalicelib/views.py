@@ -18,8 +18,10 @@ EVENT_TYPE = "job.finished"
 
 
 class JobView:
-    def __init__(self, blobs: BlobStore, settings: Settings, clock: Callable[[], float] = time.time):
+    def __init__(self, blobs: BlobStore, settings: Settings, clock: Callable[[], float] = time.time,
+                 tenant_of: Callable[[str], Any] | None = None):
         self.blobs, self.settings, self.clock = blobs, settings, clock
+        self.tenant_of = tenant_of  # the tenant's webhook policy (compat formats)
 
     def resource(self, job: Job, base: str | None = None) -> JobResource:
         now = self.clock()
@@ -40,7 +42,12 @@ class JobView:
         data = self.resource(job).dump()
         data.pop("callback", None)
         body = {"type": EVENT_TYPE, "timestamp": iso(job.completed_at), "data": data}
-        return json.dumps(body, separators=(",", ":"))
+        standard = json.dumps(body, separators=(",", ":"))
+        if self.tenant_of is None:
+            return standard
+        from .compat import events
+
+        return events.render(job, self.tenant_of(job.tenant), standard)
 
 
 def services_body(settings: Settings) -> dict[str, Any]:

@@ -37,9 +37,12 @@ def sign(secrets: list[str], event_id: str, timestamp: int, body: str) -> str:
     return " ".join(Webhook(s).sign(event_id, at, body) for s in secrets)
 
 
-def retry_delay(retry: int, interval: int, rng: random.Random | None = None) -> int:
+def retry_delay(retry: int, interval: int, rng: random.Random | None = None,
+                schedule: str | None = "exponential") -> int:
     """Delay before the n-th retry: interval × 2^(n-1), ±10 % jitter, rounded up, ≥ 1 s,
-    at most 12 h."""
+    at most 12 h. The `fixed` schedule (IBM BAW's) waits exactly `interval` every time."""
+    if schedule == "fixed":
+        return int(min(MAX_DELAY, max(1, interval)))
     rng = rng or random.Random()
     base = interval * 2 ** max(0, retry - 1)
     jittered = base * rng.uniform(0.9, 1.1)

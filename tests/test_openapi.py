@@ -26,6 +26,11 @@ API_MD = {
     ("get", "/v1/services"), ("get", "/v1/health"), ("get", "/openapi.json"), ("get", "/dashboard"),
     ("post", "/v1/worker/claim"), ("post", "/v1/worker/jobs/{jobId}/heartbeat"),
     ("post", "/v1/worker/jobs/{jobId}/complete"), ("post", "/v1/worker/jobs/{jobId}/fail"),
+    # compatibility routes (API.md "Compatibility routes")
+    ("get", "/hop/asyncRun"), ("post", "/hop/asyncRun"), ("get", "/hop/asyncStatus"),
+    ("post", "/hop/asyncStatus"), ("get", "/async/v1/requests/{requestId}"),
+    ("get", "/async/v1/requests/{requestId}/response"), ("get", "/api/system/jobs"),
+    ("get", "/api/system/jobs/{jobId}"), ("post", "/v1/ExecuteJobAsync"),
 }
 WORKER = {op for op in API_MD if "/v1/worker/" in op[1]}
 PUBLIC = {("get", "/v1/health"), ("get", "/openapi.json"), ("get", "/dashboard")}
@@ -97,6 +102,9 @@ def test_security(doc: dict[str, Any]) -> None:
             assert op["security"] == [], key
         elif key in WORKER:
             assert op["security"] == [{"workerKey": []}] and "401" in op["responses"], key
+        elif key[1].startswith("/api/system/"):  # Shoptet's token, or the usual ones
+            assert op["security"][1:] == doc["security"], key
+            assert "401" in op["responses"], key
         else:
             assert "security" not in op, key  # the document-wide requirement applies
             assert "401" in op["responses"], key
@@ -117,7 +125,8 @@ def test_errors_and_headers(doc: dict[str, Any]) -> None:
     submit = ops[("post", "/v1/jobs")]
     assert {"200", "202", "400", "401", "404", "409", "413", "415", "422", "429", "503"} <= \
         set(submit["responses"])
-    assert set(submit["responses"]["202"]["headers"]) == {"Location", "Retry-After", "Preference-Applied"}
+    assert set(submit["responses"]["202"]["headers"]) == {"Location", "Retry-After", "Preference-Applied",
+                                                           "GW-Async-Location"}
     assert set(submit["responses"]["200"]["headers"]) >= {"Location", "Idempotent-Replayed",
                                                             "Preference-Applied"}
     assert {"$ref": "#/components/parameters/Prefer"} in submit["parameters"]
@@ -267,3 +276,22 @@ def test_xml_answers_are_documented(env: Any, http: Any, doc: dict[str, Any]) ->
     assert resp.status_code == 202 and c.check("post", "/v1/jobs", resp).startswith(b"<?xml")
     c.check("get", "/v1/jobs/{jobId}", http.get("/v1/jobs/01ARZ3NDEKTSV4RRFFQ69G5FAV", headers=xml))
     c.check("get", "/v1/services", http.get("/v1/services", headers=xml))
+
+
+def test_submit_routes_describe_the_webhook_as_a_callback(doc: dict[str, Any]) -> None:
+    ops = operations(doc)
+    body_cb = ops[("post", "/v1/jobs")]["callbacks"]["jobFinished"]
+    assert list(body_cb) == ["{$request.body#/callbackUrl}"]
+    assert "webhook-signature" in [p["name"] for p in body_cb[
+        "{$request.body#/callbackUrl}"]["post"]["parameters"]]
+    query_cb = ops[("post", "/v1/services/{service}/jobs")]["callbacks"]["jobFinished"]
+    assert list(query_cb) == ["{$request.query.callbackUrl}"]
+
+
+def test_compat_routes_are_tagged_apart(doc: dict[str, Any]) -> None:
+    compat_tags = {t["name"] for t in doc["tags"] if t["name"].startswith("compat: ")}
+    assert len(compat_tags) == 4
+    for (method, path), op in operations(doc).items():
+        is_compat = path.startswith(("/hop/", "/async/", "/api/system/")) or \
+            path == "/v1/ExecuteJobAsync"
+        assert (set(op["tags"]) <= compat_tags) == is_compat, (method, path)
