@@ -146,6 +146,7 @@ class ServiceInfo(ApiModel):
     content_variable: str | None = None
     timeout_seconds: int
     result_ttl_seconds: int
+    runs_on: Literal["lambda", "worker"] = "lambda"
 
 
 class ServiceList(ApiModel):

@@ -51,6 +51,7 @@ def services_body(settings: Settings) -> dict[str, Any]:
             status_variables=list(s.status_variables), content_variable=s.content_variable,
             timeout_seconds=s.timeout_seconds,
             result_ttl_seconds=s.result_ttl_seconds or settings.result_ttl_seconds,
+            runs_on=s.runs_on,
         )
         for s in services.all_services()
     ]
