@@ -75,6 +75,7 @@ def discover() -> None:
     repeat: tests that add a directory to `__path__` call it again."""
     global _loaded
     with _lock:
+        importlib.invalidate_caches()  # a module added since the last look is found
         for name in module_names():
             importlib.import_module(name)
         _loaded = True
