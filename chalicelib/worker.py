@@ -254,7 +254,11 @@ class Worker:
 
         outcome = call_with_deadline(attempt, deadline, on_timeout=ctx.close, name=job.job_id)
         exc = outcome.error
-        if outcome.timed_out:
+        # An error the handler raised at or after its deadline (often the TimedOut of a
+        # refused ctx call, or `if ctx.canceled: raise Canceled()`) is the timeout too.
+        late = isinstance(exc, Exception) and time.monotonic() >= deadline \
+            and self._still_ours(job, token)
+        if outcome.timed_out or late:
             self.blobs.delete(key)
             self._attempt_failed(job, token, TimedOut(
                 f"still running after the service's timeout of {service.timeout_seconds}s"),
@@ -272,6 +276,10 @@ class Worker:
             raise exc  # not a failure of the job: the process is going down
         else:
             self._succeed(job, service, token, outcome.value, ctx)
+
+    def _still_ours(self, job: Job, token: str) -> bool:
+        current = self.store.get(job.tenant, job.job_id, self.clock())
+        return current is not None and current.status == RUNNING and current.lease_token == token
 
     def _handler_canceled(self, job: Job, token: str, exc: Canceled, ctx: RunContext) -> None:
         current = self.store.get(job.tenant, job.job_id, self.clock())

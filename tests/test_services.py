@@ -320,6 +320,22 @@ def test_a_handler_past_its_timeout_ends_timed_out_without_holding_up_its_batch(
         blocker.go.set()
 
 
+def test_a_cooperative_handler_stops_at_its_deadline_and_the_job_ends_timed_out(
+        env: Any, http: Any, add_service: Callable[..., Any]) -> None:
+    from chalicelib.services import Canceled
+
+    def polite(data: Any, ctx: Any) -> Any:
+        while not ctx.canceled:  # true from the deadline on
+            threading.Event().wait(0.05)
+        raise Canceled()
+
+    add_service("polite", polite, timeout_seconds=1, max_attempts=1)
+    job_id = submit(http, "polite")
+    env.run_queue()
+    j = job(env, job_id)
+    assert (j.status, j.error_code) == ("failed", "timed_out")
+
+
 def test_a_record_with_too_little_time_left_goes_back_without_an_attempt(
         env: Any, http: Any, add_service: Callable[..., Any], retries: Any) -> None:
     from chalicelib.services import END_MARGIN_SECONDS
