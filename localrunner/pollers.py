@@ -58,10 +58,14 @@ def to_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> dic
 
 class Poller(threading.Thread):
     def __init__(self, sqs: Any, queue_url: str, handler: Any, name: str, batch_size: int,
-                 region: str, stop: threading.Event, wait_seconds: int = 1):
+                 region: str, stop: threading.Event, wait_seconds: int = 1,
+                 function: str | None = None):
         super().__init__(name=f"poller-{name}", daemon=True)
         self.sqs, self.queue_url, self.handler = sqs, queue_url, handler
         self.fn_name, self.batch_size, self.region = name, batch_size, region
+        # The function whose settings apply: `name` less the poller's number ("run_jobs-2").
+        base, _, number = name.rpartition("-")
+        self.function = function or (base if base and number.isdigit() else name)
         self.stop, self.wait_seconds = stop, wait_seconds
         self.arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
             "Attributes"]["QueueArn"]
@@ -83,7 +87,7 @@ class Poller(threading.Thread):
         if not messages:
             return 0
         event = to_event(messages, self.arn, self.region)
-        context = LambdaContext(self.fn_name)
+        context = LambdaContext(self.function)
         try:
             result = self.handler(event, context)
         except Exception as exc:  # noqa: BLE001  (Lambda: the batch returns to the queue)

@@ -362,6 +362,17 @@ def test_a_record_with_too_little_time_left_goes_back_without_an_attempt(
     assert job(env, job_id).status == "succeeded" and ran == [job_id]
 
 
+def test_the_local_runners_pollers_apply_their_functions_timeout(env: Any) -> None:
+    import threading as th
+
+    from localrunner import pollers
+
+    made = [pollers.Poller(env.rt.clients.sqs, env.queues["jobs"], None, name, 1, "us-east-1",
+                           th.Event()) for name in ("run_jobs-0", "run_jobs-3", "run_jobs")]
+    assert {p.function for p in made} == {"run_jobs"}
+    assert pollers.function_timeout(made[0].function) == 900
+
+
 def test_the_local_runner_leaves_a_batch_that_overran_its_function(
         env: Any, http: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     import threading as th
