@@ -298,7 +298,14 @@ def _accepted(rt: Any, request: Any, submitted: Any) -> Response:
 
 # -- SQS handlers ----------------------------------------------------------------------------
 
-@app.on_sqs_message(queue=f"{PREFIX}-jobs", batch_size=5)
+# One job per invocation: every job starts with the whole invocation (a 840 s service
+# always fits in the 900 s function), no job waits behind another of its batch, and no
+# record is put back for lack of time (each put-back counts toward the queue's
+# maxReceiveCount). docs/design.md "Time limits" has the figures.
+JOBS_BATCH_SIZE = 1
+
+
+@app.on_sqs_message(queue=f"{PREFIX}-jobs", batch_size=JOBS_BATCH_SIZE)
 def run_jobs(event: Any) -> dict[str, Any]:
     from chalicelib import batch
 

@@ -109,12 +109,15 @@ class Runtime:
                                       job.callback_event or "", base=job.callback_attempts)
 
     # -- SQS record handlers -----------------------------------------------------------
-    def handle_job_record(self, record: Record, time_left: float = 900.0) -> None:
+    def handle_job_record(self, record: Record, time_left: float | None = None) -> None:
+        """`time_left`: what the invocation may still spend on a handler (lambda_time_left)."""
+        left = lambda_time_left(None) if time_left is None else time_left
+
         def process(body: str) -> None:
             if self.workers.owns(body):  # a worker service's job: watched here, never run
                 self.workers.watch(body, record.receive_count)
             else:
-                self.worker.process(body, time_left)
+                self.worker.process(body, left)
 
         self._handle(record, process, self.settings.jobs_dlq_url)
 
@@ -200,7 +203,11 @@ def set_current(rt: Runtime | None) -> None:
 
 
 def lambda_time_left(context: Any) -> float:
+    """The time a handler may still use in this invocation: Lambda's remaining time minus
+    the margin kept to end an attempt (a full invocation leaves exactly the longest timeout
+    a Lambda service may declare)."""
     try:
-        return context.get_remaining_time_in_millis() / 1000.0 - 10.0
+        remaining = context.get_remaining_time_in_millis() / 1000.0
     except AttributeError:
-        return 900.0
+        remaining = float(services.JOB_FUNCTION_TIMEOUT_SECONDS)
+    return remaining - services.END_MARGIN_SECONDS

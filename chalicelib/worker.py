@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -18,8 +19,17 @@ from .blobs import BlobStore, log_key, result_key
 from .ids import new_job_id
 from .jobs import FAILED, RUNNING, SUCCEEDED, Job, iso, retry_delay
 from .messages import Retry, parse_job_message
-from .queue import Dispatcher
-from .services.base import LEVELS, Canceled, Result
+from .queue import MAX_VISIBILITY, Dispatcher
+from .services._deadline import call_with_deadline
+from .services.base import (
+    END_MARGIN_SECONDS,
+    JOB_FUNCTION_TIMEOUT_SECONDS,
+    LEVELS,
+    Canceled,
+    Result,
+    TimedOut,
+)
+from .services.base import Retry as RetryRequested  # a handler's; .messages.Retry is ours
 from .settings import Settings
 from .store import Conflict, JobStore, apply
 from .views import JobView
@@ -46,26 +56,51 @@ class RunContext:
         self._last_check = time.monotonic()
         self._canceled = False
         self.latest_progress: dict[str, Any] = {}
+        # Closed once the attempt ended without the handler (its deadline passed): from then
+        # on the handler's thread may neither change what was recorded nor write the job.
+        self._lock = threading.RLock()
+        self.closed = False
+
+    def close(self) -> None:
+        with self._lock:
+            self.closed = True
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise TimedOut("the service's timeout has passed")
 
     def log(self, message: str, level: int = 1) -> None:
-        if 0 < level <= self._job.log_level:
-            stamp = iso(self._runner.clock())
-            self.lines.append(f"{stamp} [{LEVELS.get(level, level)}] {message}")
+        with self._lock:
+            self._check_open()
+            self.note(message, level)
+
+    def note(self, message: str, level: int = 1) -> None:
+        """A line from the worker itself (allowed after the handler's deadline)."""
+        with self._lock:
+            if 0 < level <= self._job.log_level:
+                stamp = iso(self._runner.clock())
+                self.lines.append(f"{stamp} [{LEVELS.get(level, level)}] {message}")
 
     def progress(self, percent: float, message: str | None = None) -> None:
-        latest = {"progressPercent": round(float(min(100.0, max(0.0, percent))), 2),
-                  "progressMessage": message}
-        self._pending.update(latest)
-        self.latest_progress = latest
-        self._flush()
+        with self._lock:
+            self._check_open()
+            latest = {"progressPercent": round(float(min(100.0, max(0.0, percent))), 2),
+                      "progressMessage": message}
+            self._pending.update(latest)
+            self.latest_progress = latest
+            self._flush()
 
     def set_variable(self, name: str, value: object) -> None:
-        self._vars[name] = str(value)
-        self._pending["statusVars"] = dict(self._vars)
-        self._flush()
+        with self._lock:
+            self._check_open()
+            self._vars[name] = str(value)
+            self._pending["statusVars"] = dict(self._vars)
+            self._flush()
 
     @property
     def canceled(self) -> bool:
+        if self.closed or time.monotonic() >= self._deadline:
+            return True
         if not self._canceled and time.monotonic() - self._last_check >= CANCEL_CHECK_INTERVAL:
             self._last_check = time.monotonic()
             job = self._runner.store.get(self._job.tenant, self._job.job_id, self._runner.clock(),
@@ -106,9 +141,12 @@ class Worker:
         self.clock = clock
         self.after_end = after_end or (lambda job, fresh=True: None)
 
-    def process(self, body: str, time_left: float = 900.0) -> None:
+    def process(self, body: str,
+                time_left: float = JOB_FUNCTION_TIMEOUT_SECONDS - END_MARGIN_SECONDS) -> None:
         """Handle one job message. Returns when the message may be deleted; raises Retry
-        (hide and retry later) or Malformed (dead-letter it)."""
+        (hide and retry later) or Malformed (dead-letter it). `time_left`: what this
+        invocation may still spend on a handler (Lambda's remaining time minus the margin
+        to end an attempt)."""
         msg = parse_job_message(body)
         tenant, job_id = msg.tenant, msg.job_id
         telemetry.bind(tenant=tenant, jobId=job_id)
@@ -121,6 +159,12 @@ class Worker:
                 return
             name = job.service
         service = services.get(name)
+        if service is not None and service.runs_on == "lambda" \
+                and time_left < service.timeout_seconds:
+            # Not enough time left in this invocation to honour the service's timeout: back
+            # to the queue at once, before the claim, so no attempt is used.
+            raise Retry(0, f"{time_left:.0f}s left, {service.name} may need "
+                           f"{service.timeout_seconds}s")
         token = uuid.uuid4().hex
         lease = float(service.timeout_seconds if service else 60) + LEASE_MARGIN
         try:
@@ -183,53 +227,93 @@ class Worker:
 
     def _run(self, job: Job, service: services.Service, token: str, deadline: float) -> None:
         ctx = RunContext(self, job, token, deadline)
-        ctx.log(f"attempt {job.attempts} of {job.max_attempts} started", level=1)
+        ctx.note(f"attempt {job.attempts} of {job.max_attempts} started")
         if job.attempts > 1 and job.error_message:
-            ctx.log(f"previous attempt failed: {job.error_message}", level=1)
+            ctx.note(f"previous attempt failed: {job.error_message}")
         try:
-            if job.content_key:
-                ctx.content = self.blobs.get(job.content_key)
-            else:
-                ctx.content = job.content_inline
+            # Only the job's stored input failing the service's model is bad input; the same
+            # error raised by the handler's own code is a handler failure, retried.
             data = service.input_model.model_validate(job.input or {}) if service.input_model \
                 else job.input
-            value = service.handler(data, ctx)
-            # Storing the result is part of the attempt: a streamed result runs the handler's
-            # generator here, and a failed write is retried like a failed handler.
-            stored = self._store_result(job, token, value)
-        except Canceled as exc:
-            current = self.store.get(job.tenant, job.job_id, self.clock())
-            if current is not None and current.status == RUNNING and current.lease_token == token:
-                # Not canceled, still ours: the handler gave up (or read a stale item).
-                self._attempt_failed(job, token, exc, ctx)
-                return
-            log.info("job canceled while running", extra={"jobId": job.job_id})
-            if current is not None and current.terminal:
-                self.after_end(current, fresh=False)
-            return
         except ValidationError as exc:
             self._end(job, token, FAILED, {"errorCode": "invalid_input",
                                            "errorMessage": str(exc)[:1000]}, ctx)
             return
-        except Exception as exc:  # noqa: BLE001  (any handler failure is the job's failure)
-            self.blobs.delete(result_key(job.tenant, job.job_id, token))
+        key = result_key(job.tenant, job.job_id, token)
+
+        def attempt() -> tuple[str, int, str]:
+            ctx.content = self.blobs.get(job.content_key) if job.content_key \
+                else job.content_inline
+            value = service.handler(data, ctx)  # type: ignore[misc]  (lambda services have one)
+            # Storing the result is part of the attempt: a streamed result runs the handler's
+            # generator here, and a failed write is retried like a failed handler.
+            stored = self._store_result(job, token, value)
+            if ctx.closed:  # finished after its deadline: the attempt has ended without it
+                self.blobs.delete(key)
+            return stored
+
+        outcome = call_with_deadline(attempt, deadline, on_timeout=ctx.close, name=job.job_id)
+        exc = outcome.error
+        # An error the handler raised at or after its deadline (often the TimedOut of a
+        # refused ctx call, or `if ctx.canceled: raise Canceled()`) is the timeout too.
+        late = isinstance(exc, Exception) and time.monotonic() >= deadline \
+            and self._still_ours(job, token)
+        if outcome.timed_out or late:
+            self.blobs.delete(key)
+            self._attempt_failed(job, token, TimedOut(
+                f"still running after the service's timeout of {service.timeout_seconds}s"),
+                ctx, "timed_out")
+        elif isinstance(exc, Canceled):
+            self._handler_canceled(job, token, exc, ctx)
+        elif isinstance(exc, RetryRequested):
+            self.blobs.delete(key)
+            self._attempt_failed(job, token, exc, ctx, "attempts_exhausted",
+                                 delay=int(exc.after_seconds + 0.999))
+        elif isinstance(exc, Exception):  # any handler failure is the job's failure
+            self.blobs.delete(key)
+            self._attempt_failed(job, token, exc, ctx)
+        elif exc is not None:
+            raise exc  # not a failure of the job: the process is going down
+        else:
+            self._succeed(job, service, token, outcome.value, ctx)
+
+    def _still_ours(self, job: Job, token: str) -> bool:
+        current = self.store.get(job.tenant, job.job_id, self.clock())
+        return current is not None and current.status == RUNNING and current.lease_token == token
+
+    def _handler_canceled(self, job: Job, token: str, exc: Canceled, ctx: RunContext) -> None:
+        current = self.store.get(job.tenant, job.job_id, self.clock())
+        if current is not None and current.status == RUNNING and current.lease_token == token:
+            # Not canceled, still ours: the handler gave up (or read a stale item).
             self._attempt_failed(job, token, exc, ctx)
             return
-        self._succeed(job, service, token, stored, ctx)
+        log.info("job canceled while running", extra={"jobId": job.job_id})
+        if current is not None and current.terminal:
+            self.after_end(current, fresh=False)
 
-    def _attempt_failed(self, job: Job, token: str, exc: BaseException, ctx: RunContext) -> None:
-        """Retry later (Retry raised) while attempts remain, else end the job failed."""
-        message = f"{type(exc).__name__}: {exc}"[:1000]
-        ctx.log(f"failed: {message}", level=1)
-        log.warning("handler failed", extra={"jobId": job.job_id, "attempt": job.attempts})
+    def _attempt_failed(self, job: Job, token: str, exc: BaseException, ctx: RunContext,
+                        code: str = "handler_error", delay: int | None = None) -> None:
+        """Try again later while attempts remain (after `delay`, else the backoff), else end
+        the job failed with `code`."""
+        ctx.close()  # nothing the handler's thread does from now on is recorded
+        if isinstance(exc, RetryRequested):
+            message = f"the handler asked for another attempt in {exc.after_seconds:g}s" + (
+                f": {exc.reason}" if exc.reason else "")
+        else:
+            message = f"{type(exc).__name__}: {exc}"[:1000]
+        ctx.note(f"failed: {message}")
+        log.warning("attempt failed", extra={"jobId": job.job_id, "attempt": job.attempts,
+                                             "errorCode": code})
         if job.attempts < job.max_attempts:
+            again = "retry_requested" if isinstance(exc, RetryRequested) else code
             try:
-                self.store.release(job.tenant, job.job_id, token, "handler_error", message)
+                self.store.release(job.tenant, job.job_id, token, again, message)
             except Conflict:
                 return  # canceled meanwhile
-            raise Retry(retry_delay(job.attempts, self.settings.job_retry_base_seconds),
-                        message) from exc
-        self._end(job, token, FAILED, {"errorCode": "handler_error", "errorMessage": message}, ctx)
+            wait = retry_delay(job.attempts, self.settings.job_retry_base_seconds) \
+                if delay is None else min(delay, MAX_VISIBILITY)
+            raise Retry(wait, message) from exc
+        self._end(job, token, FAILED, {"errorCode": code, "errorMessage": message}, ctx)
 
     def _store_result(self, job: Job, token: str, value: Any) -> tuple[str, int, str]:
         """Write the result under this lease's key: (key, size, content type)."""
@@ -248,7 +332,7 @@ class Worker:
     def _succeed(self, job: Job, service: services.Service, token: str,
                  stored: tuple[str, int, str], ctx: RunContext) -> None:
         key, size, content_type = stored
-        ctx.log("succeeded", level=1)
+        ctx.note("succeeded")
         ttl = service.result_ttl_seconds or self.settings.result_ttl_seconds
         ended = self._end(job, token, SUCCEEDED, {
             "resultKey": key, "resultType": content_type, "resultSize": size,

@@ -3,24 +3,48 @@ batches, the queue's visibility timeout, partial batch responses, redrive to the
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("jobgate.local.poller")
+CHALICE_CONFIG = Path(__file__).resolve().parent.parent / ".chalice" / "config.json"
+LOCAL_STAGE = "dev"  # the stage whose settings the local runner applies
+
+
+@functools.cache
+def function_timeout(name: str, stage: str = LOCAL_STAGE) -> float:
+    """A function's `lambda_timeout` as Chalice resolves it: the function's own entry, then
+    the stage's, then the top level's (Lambda's default, 60 s, when none sets it)."""
+    cfg = json.loads(CHALICE_CONFIG.read_text())
+    stage_cfg = cfg.get("stages", {}).get(stage, {})
+    own = stage_cfg.get("lambda_functions", {}).get(name, {})
+    for level in (own, stage_cfg, cfg):
+        if "lambda_timeout" in level:
+            return float(level["lambda_timeout"])
+    return 60.0
 
 
 class LambdaContext:
-    """Enough of Lambda's context object for our handlers."""
+    """Enough of Lambda's context object for our handlers, with the function's deployed
+    timeout, so that what runs out of time on AWS runs out of time here."""
 
-    def __init__(self, name: str, timeout: float = 900.0):
+    def __init__(self, name: str, timeout: float | None = None):
         self.function_name = name
         self.aws_request_id = "local"
-        self._deadline = time.monotonic() + timeout
+        self.timeout = function_timeout(name) if timeout is None else timeout
+        self._deadline = time.monotonic() + self.timeout
 
     def get_remaining_time_in_millis(self) -> int:
         return int(max(0.0, self._deadline - time.monotonic()) * 1000)
+
+    @property
+    def expired(self) -> bool:
+        return time.monotonic() >= self._deadline
 
 
 def to_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> dict[str, Any]:
@@ -34,10 +58,14 @@ def to_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> dic
 
 class Poller(threading.Thread):
     def __init__(self, sqs: Any, queue_url: str, handler: Any, name: str, batch_size: int,
-                 region: str, stop: threading.Event, wait_seconds: int = 1):
+                 region: str, stop: threading.Event, wait_seconds: int = 1,
+                 function: str | None = None):
         super().__init__(name=f"poller-{name}", daemon=True)
         self.sqs, self.queue_url, self.handler = sqs, queue_url, handler
         self.fn_name, self.batch_size, self.region = name, batch_size, region
+        # The function whose settings apply: `name` less the poller's number ("run_jobs-2").
+        base, _, number = name.rpartition("-")
+        self.function = function or (base if base and number.isdigit() else name)
         self.stop, self.wait_seconds = stop, wait_seconds
         self.arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
             "Attributes"]["QueueArn"]
@@ -59,11 +87,18 @@ class Poller(threading.Thread):
         if not messages:
             return 0
         event = to_event(messages, self.arn, self.region)
+        context = LambdaContext(self.function)
         try:
-            result = self.handler(event, LambdaContext(self.fn_name))
+            result = self.handler(event, context)
         except Exception as exc:  # noqa: BLE001  (Lambda: the batch returns to the queue)
             log.info("handler %s raised %s: batch left to the queue", self.fn_name,
                      type(exc).__name__)
+            return len(messages)
+        if context.expired:
+            # Lambda would have killed the invocation: nothing is deleted, the whole batch
+            # comes back after the visibility timeout.
+            log.error("function %s timed out after %.0f s: batch left to the queue",
+                      self.fn_name, context.timeout)
             return len(messages)
         failed = {f["itemIdentifier"] for f in (result or {}).get("batchItemFailures", [])}
         done = [m for m in messages if m["MessageId"] not in failed]

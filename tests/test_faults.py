@@ -196,7 +196,7 @@ def test_services() -> Iterator[None]:
              for n, h, m in (("flaky", flaky, None), ("dies", dies, None), ("doomed", doomed, 1))]
     yield
     for s in added:
-        services._REGISTRY.pop(s.name, None)
+        services.unregister(s.name)
 
 
 # -- the matrix ------------------------------------------------------------------------------

@@ -101,7 +101,7 @@ def add_service() -> Iterator[Callable[..., Any]]:
 
     yield add
     for name in added:
-        services._REGISTRY.pop(name, None)
+        services.unregister(name)
 
 
 class Gate:
@@ -605,28 +605,45 @@ def test_batch_where_every_record_fails_raises(env, http, monkeypatch):
 
 # -- regressions: bugs found while writing these tests ----------------------------------
 
-def test_time_left_is_measured_per_record(env, http, add_service):
-    import app as app_module
-    from localrunner.pollers import LambdaContext
+class FakeLambdaContext:
+    """Lambda's context with a remaining time the test moves (no wall clock)."""
 
+    def __init__(self, seconds: float):
+        self.left = seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int(self.left * 1000)
+
+
+def test_time_left_is_measured_per_record(env, http, add_service, retries):
+    import app as app_module
+    from chalicelib.batch import BatchFailed
+    from chalicelib.services import END_MARGIN_SECONDS
+
+    context = FakeLambdaContext(END_MARGIN_SECONDS + 30 + 20)  # one 30 s job, and 20 s more
     remaining: list[float] = []
 
     def slow(data: Any, ctx: Any) -> Any:
         remaining.append(ctx.remaining_seconds())
-        time.sleep(2.0)
+        context.left -= 25  # this job used 25 s of the invocation
         return {}
 
-    add_service("long", slow, timeout_seconds=5000)  # longer than Lambda: Lambda's time rules
-    submit(http, "long", {})
-    submit(http, "long", {})
+    add_service("long", slow, timeout_seconds=30)
+    ids = {submit(http, "long", {}), submit(http, "long", {})}
     msgs = env.messages()
     assert len(msgs) == 2
-    context = LambdaContext("run_jobs", timeout=30.0)  # a 30 s Lambda (10 s safety margin)
-    out = app_module.app.handler_map["run_jobs"](env.event(msgs), context)
-    assert out == {"batchItemFailures": []}
-    assert len(remaining) == 2 and remaining[0] <= 20.0
-    # The second record starts ~2 s later: it must not be told it still has ~20 s.
-    assert remaining[1] <= remaining[0] - 1.5, remaining
+    with pytest.raises(BatchFailed) as failed:
+        app_module.app.handler_map["run_jobs"](env.event(msgs), context)
+    out = failed.value
+    # The second record starts with 25 s left: too little for a 30 s service, so it goes
+    # back to the queue at once, without using an attempt.
+    assert len(out.failures) == 1, out.failures
+    assert len(remaining) == 1 and 29.0 <= remaining[0] <= 30.0
+    states = {j: job(env, j) for j in ids}
+    assert sorted((s.status, s.attempts) for s in states.values()) == [
+        ("queued", 0), ("succeeded", 1)]
+    back = next(m for m in msgs if m["MessageId"] in out.failures)
+    assert [(r.receipt_handle, r.seconds) for r in retries] == [(back["ReceiptHandle"], 0)]
 
 
 def test_late_result_leaves_no_log_object_behind(env, http, add_service):

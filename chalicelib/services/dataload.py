@@ -3,10 +3,7 @@ beginAtRow/endAfterRow (1-based, inclusive) and processes rows with threadCount 
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -34,6 +31,9 @@ class BadDocument(ValueError):
 
 
 def parse_rows(content: bytes, content_type: str | None) -> list[dict[str, Any]]:
+    import csv  # handler-only imports stay out of the API function's cold start
+    import io
+
     text = content.decode("utf-8-sig")
     stripped = text.lstrip()
     if (content_type or "").endswith("json") or stripped.startswith("["):
@@ -107,6 +107,8 @@ def select(rows: list[dict[str, Any]], v: DataloadVariables) -> list[dict[str, A
 
 
 def run(_: DataloadInput, ctx: Context) -> Any:
+    from concurrent.futures import ThreadPoolExecutor
+
     variables = DataloadVariables.model_validate(ctx.variables)
     if not ctx.content:
         raise BadDocument("no document was posted (POST it to /v1/services/dataload/jobs)")
