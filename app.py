@@ -156,8 +156,8 @@ def list_deliveries(rt: Any, request: Any, tenant: Any, jobId: str) -> Response:
 
 @endpoint("/v1/jobs/{jobId}/deliveries", ["POST"])
 def redeliver(rt: Any, request: Any, tenant: Any, jobId: str) -> Response:  # noqa: N803
-    job = rt.api.redeliver(tenant, jobId)
-    rt.redeliver(job)
+    job, before = rt.api.redeliver(tenant, jobId)
+    rt.redeliver(job, before)
     return render(request, 202, rt.api.resource(job, base_url(request)).dump())
 
 
@@ -330,3 +330,11 @@ def deliver_callbacks(event: Any) -> dict[str, Any]:
 
     rt = runtime.get()
     return batch.process(event.to_dict(), rt.handle_callback_record, rt.clients.sqs, rt.queue_url)
+
+
+@app.on_sqs_message(queue=f"{PREFIX}-callbacks-dlq", batch_size=10)
+def fail_dead_callbacks(event: Any) -> dict[str, Any]:
+    from chalicelib import batch
+
+    rt = runtime.get()
+    return batch.process(event.to_dict(), rt.handle_dead_callback, rt.clients.sqs, rt.queue_url)

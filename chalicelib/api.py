@@ -106,7 +106,9 @@ class JobsApi:
             self.validate_input(self.service_for(step.service), step.input, f"chain[{i}].input",
                                 variables=step.variables)
         if req.callback_url:
-            problem = check_callback_url(req.callback_url, self.settings.allow_private_callbacks)
+            problem = check_callback_url(
+                req.callback_url, self.settings.allow_private_callbacks,
+                forbidden_targets=self.settings.forbidden_callback_targets)
             if problem:
                 raise validation_error([{"loc": ("callbackUrl",), "msg": problem,
                                          "type": "callback_url"}], problem)
@@ -298,16 +300,25 @@ class JobsApi:
         return apply(before, {"status": CANCELED, "completedAt": now, **values}), \
             before.status != QUEUED
 
-    def redeliver(self, tenant: Tenant, job_id: str) -> Job:
-        """Send the job's webhook again now (POST /deliveries)."""
+    def redeliver(self, tenant: Tenant, job_id: str) -> tuple[Job, str]:
+        """Send the job's webhook again now (POST /deliveries): (the job, now pending; the
+        webhook's state before). At most one schedule per job: while one is pending (the
+        first one or a redelivery) another answers 409; the conditional switch to
+        `pending` decides between concurrent requests."""
         job = self.get(tenant, job_id)
         if not job.callback_url:
             raise conflict("no_callback", "the job has no callbackUrl")
         if not job.terminal or not job.callback_event:
             raise conflict("job_not_finished", f"job is {job.status}; its webhook is not due yet")
-        if job.callback_state != "pending":
-            job = self.store.set_callback_state(tenant.name, job_id, "pending", job.callback_state)
-        return job
+        pending = conflict("delivery_pending",
+                           "a delivery of this webhook is pending; wait until it ends")
+        if job.callback_state == "pending":
+            raise pending
+        try:
+            return self.store.set_callback_state(tenant.name, job_id, "pending",
+                                                 job.callback_state), job.callback_state
+        except Conflict:
+            raise pending from None
 
     def delete(self, tenant: Tenant, job_id: str) -> None:
         self.get(tenant, job_id)

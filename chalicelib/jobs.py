@@ -128,7 +128,7 @@ def to_resource(
             state=job.callback_state,  # type: ignore[arg-type]
             attempts=job.callback_attempts,
             last_attempt_at=iso(job.callback_last_at),
-            last_error=job.callback_last_error,
+            last_error=job.callback_last_error or None,
         )
     return JobResource(
         job_id=job.job_id,

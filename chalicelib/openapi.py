@@ -371,8 +371,9 @@ def _document() -> dict[str, Any]:
                 "responses": {
                     "202": _job("Accepted: the event is sent again (same `webhook-id`)."),
                     **_errors(e401="", e404="Unknown job.",
-                              e409="The job has no `callbackUrl` (`no_callback`) or is not finished "
-                                   "(`job_not_finished`).", e503=""),
+                              e409="The job has no `callbackUrl` (`no_callback`), is not finished "
+                                   "(`job_not_finished`), or a delivery of its webhook is pending "
+                                   "(`delivery_pending`).", e503=""),
                 },
             },
         },

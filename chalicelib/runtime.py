@@ -103,10 +103,20 @@ class Runtime:
         self.dispatcher.send_job(job.tenant, nxt.job_id, nxt.service)
         self.store.update_fields(job.tenant, job.job_id, {"chainStarted": True})
 
-    def redeliver(self, job: Job) -> None:
-        """Send the stored event again, as a schedule of its own (retries count from now)."""
-        self.dispatcher.send_callback(job.tenant, job.job_id, event_id(job), job.callback_url or "",
-                                      job.callback_event or "", base=job.callback_attempts)
+    def redeliver(self, job: Job, previous_state: str) -> None:
+        """Send the stored event again, as a schedule of its own (retries count from now).
+        If the message cannot be sent, the webhook goes back to its previous state: a
+        `pending` with no message would refuse every later redelivery (409)."""
+        try:
+            self.dispatcher.send_callback(job.tenant, job.job_id, event_id(job),
+                                          job.callback_url or "", job.callback_event or "",
+                                          base=job.callback_attempts)
+        except Exception:
+            try:
+                self.store.set_callback_state(job.tenant, job.job_id, previous_state, "pending")
+            except Exception:  # noqa: BLE001  (the original error is the one to report)
+                log.exception("could not restore the webhook state after a failed redelivery")
+            raise
 
     # -- SQS record handlers -----------------------------------------------------------
     def handle_job_record(self, record: Record, time_left: float | None = None) -> None:
@@ -137,6 +147,20 @@ class Runtime:
 
     def handle_callback_record(self, record: Record) -> None:
         self._handle(record, self.deliverer.process, self.settings.callbacks_dlq_url)
+
+    def handle_dead_callback(self, record: Record) -> None:
+        """A callback message that exhausted its receives: its webhook must not stay
+        `pending` for ever; it is marked failed and counted given up (CallbacksGivenUp)."""
+        from .callbacks import parse_message
+
+        try:
+            parse_message(record.body)
+        except Malformed:
+            # Keep it in the DLQ for an operator to look at; hide it as long as SQS allows.
+            self.dispatcher.retry_later(self.queue_url(record.queue_name),
+                                        record.receipt_handle, MAX_VISIBILITY)
+            raise Deferred("malformed message parked in the DLQ") from None
+        self.deliverer.process_dead(record.body)
 
     def _handle(self, record: Record, process: Callable[[str], None], dlq_url: str) -> None:
         """Retry → hide the message for the delay and report it failed; Malformed → DLQ."""

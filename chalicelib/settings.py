@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from .urls import parse_host_ports
+
 
 def _bool(value: str | None, default: bool = False) -> bool:
     if value is None or value == "":
@@ -27,6 +29,9 @@ class Settings:
     callbacks_dlq_url: str = ""
     region: str = "us-east-1"
     allow_private_callbacks: bool = False
+    # host:port pairs no callback may reach, whatever allow_private_callbacks says (the local
+    # runner lists its own API and its embedded AWS endpoint).
+    forbidden_callback_targets: tuple[tuple[str, int], ...] = ()
     disabled_services: frozenset[str] = field(default_factory=frozenset)
     max_queue_depth: int = 10_000
     tenant_max_active: int = 1000
@@ -54,6 +59,8 @@ class Settings:
             callbacks_dlq_url=env.get("JOBGATE_CALLBACKS_DLQ_URL", ""),
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or cls.region,
             allow_private_callbacks=_bool(env.get("JOBGATE_ALLOW_PRIVATE_CALLBACKS")),
+            forbidden_callback_targets=parse_host_ports(
+                env.get("JOBGATE_FORBIDDEN_CALLBACK_TARGETS", "")),
             disabled_services=frozenset(s for s in disabled if s),
             max_queue_depth=_int(env, "JOBGATE_MAX_QUEUE_DEPTH", cls.max_queue_depth),
             tenant_max_active=_int(env, "JOBGATE_TENANT_MAX_ACTIVE", cls.tenant_max_active),

@@ -26,6 +26,7 @@ _ATTRS = {v: k for k, v in _FIELDS.items()}
 _JOB_FIELDS = {f.name: f for f in dataclasses.fields(Job)}
 
 RUN_ID_TRIES = 6
+KEEP_LAST_DELIVERIES = 20  # webhook attempts kept after the first (docs/api.md)
 INDEX_ALL, INDEX_STATUS, INDEX_SERVICE = "byTenant", "byTenantStatus", "byTenantService"
 # A worker job's claim-index keys and lease deadline: no terminal job keeps them.
 CLAIM_ATTRS = ("claimKey", "availableAt", "claimedAt", "runDeadline")
@@ -383,26 +384,50 @@ class JobStore:
     def record_delivery(self, tenant: str, job_id: str, delivery: dict[str, Any],
                         delivered: bool, at: float) -> Job | None:
         """Append one webhook attempt to the job and count it. None when the event is no
-        longer pending (delivered or given up by another copy of the message)."""
+        longer pending (delivered or given up by another copy of the message). The list
+        keeps the first attempt and the last KEEP_LAST_DELIVERIES; `callbackAttempts`
+        counts them all. A success removes `callbackLastError` (absent, never "")."""
+        error = delivery.get("error") or None
+        update = ("SET deliveries = list_append(if_not_exists(deliveries, :empty), :d), "
+                  "callbackAttempts = if_not_exists(callbackAttempts, :zero) + :one, "
+                  "callbackLastAt = :at, callbackState = :state")
+        values: dict[str, Any] = {
+            ":empty": [], ":d": [delivery], ":zero": 0, ":one": 1, ":at": at,
+            ":pending": "pending", ":state": "delivered" if delivered else "pending"}
+        if error is None:
+            update += " REMOVE callbackLastError"
+        else:
+            update = update.replace("callbackState = :state",
+                                    "callbackState = :state, callbackLastError = :err")
+            values[":err"] = error
         try:
-            return self._update(
-                tenant, job_id,
-                "SET deliveries = list_append(if_not_exists(deliveries, :empty), :d), "
-                "callbackAttempts = if_not_exists(callbackAttempts, :zero) + :one, "
-                "callbackLastAt = :at, callbackLastError = :err, callbackState = :state",
-                "callbackState = :pending",
-                {":empty": [], ":d": [delivery], ":zero": 0, ":one": 1, ":at": at,
-                 ":err": delivery.get("error") or "", ":pending": "pending",
-                 ":state": "delivered" if delivered else "pending"},
-                names={},
-            )
+            job = self._update(tenant, job_id, update, "callbackState = :pending", values, names={})
+        except Conflict:
+            return None
+        excess = len(job.deliveries) - 1 - KEEP_LAST_DELIVERIES
+        if excess > 0:
+            job = self._trim_deliveries(tenant, job_id, len(job.deliveries), excess) or job
+        return job
+
+    def _trim_deliveries(self, tenant: str, job_id: str, size: int, excess: int) -> Job | None:
+        """Drop the oldest attempts after the first. Conditional on the list being the size
+        just read: if another write came between, the next attempt trims instead."""
+        removes = ", ".join(f"deliveries[{i}]" for i in range(1, 1 + excess))
+        try:
+            return self._update(tenant, job_id, f"REMOVE {removes}", "size(deliveries) = :n",
+                                {":n": size})
         except Conflict:
             return None
 
-    def set_callback_state(self, tenant: str, job_id: str, state: str, expect: str) -> Job:
+    def set_callback_state(self, tenant: str, job_id: str, state: str, expect: str,
+                           error: str | None = None) -> Job:
+        """Conflict unless the webhook is in state `expect` (and the job exists)."""
+        update, values = "SET callbackState = :s", {":s": state, ":e": expect}
+        if error:
+            update += ", callbackLastError = :err"
+            values[":err"] = error
         return self._update(
-            tenant, job_id, "SET callbackState = :s", "callbackState = :e AND attribute_exists(#st)",
-            {":s": state, ":e": expect},
+            tenant, job_id, update, "callbackState = :e AND attribute_exists(#st)", values,
         )
 
     def update_fields(self, tenant: str, job_id: str, values: dict[str, Any]) -> None:

@@ -66,9 +66,12 @@ def services_body(settings: Settings) -> dict[str, Any]:
 
 
 def deliveries_body(job: Job) -> dict[str, Any]:
-    """Every webhook attempt, oldest first, numbered in order."""
-    items = [Delivery(attempt=i, at=d["at"], status_code=d.get("statusCode"),
-                      error=d.get("error"), duration_ms=int(d.get("durationMs", 0))).dump()
+    """The recorded webhook attempts, oldest first, each with its true number: the store
+    keeps the first and the last few, so numbers jump where attempts were dropped."""
+    dropped = max(0, job.callback_attempts - len(job.deliveries))
+    items = [Delivery(attempt=i + (dropped if i > 1 else 0), at=d["at"],
+                      status_code=d.get("statusCode"), error=d.get("error") or None,
+                      duration_ms=int(d.get("durationMs", 0))).dump()
              for i, d in enumerate(job.deliveries, start=1)]
     return {"deliveries": items}
 

@@ -13,6 +13,7 @@ import sys
 import threading
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 log = logging.getLogger("jobgate.local")
@@ -37,6 +38,17 @@ def parse_tenants(spec: str) -> list[tuple[str, str, str]]:
             raise SystemExit(f"JOBGATE_TENANTS: {TENANT_NAME_RULE}, got {parts[0]!r}")
         out.append((parts[0], parts[1], parts[2]))
     return out
+
+
+def own_endpoints(configured: str, api_port: int, aws_endpoint: str) -> str:
+    """The callback targets a tenant must never reach, whatever
+    JOBGATE_ALLOW_PRIVATE_CALLBACKS says: this runner's API and its AWS endpoint (a callback
+    to the embedded moto's /moto-api/reset would wipe every tenant's state)."""
+    parts = urlsplit(aws_endpoint)
+    aws_port = parts.port or (443 if parts.scheme == "https" else 80)
+    aws_host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname
+    own = [f"127.0.0.1:{api_port}", f"{aws_host}:{aws_port}"]
+    return ",".join(filter(None, [configured.strip(" ,"), *own]))
 
 
 class LocalService:
@@ -72,6 +84,9 @@ class LocalService:
             env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"] = "testing", "testing"
             env.pop("AWS_SESSION_TOKEN", None)
             env.pop("AWS_PROFILE", None)
+
+        env["JOBGATE_FORBIDDEN_CALLBACK_TARGETS"] = own_endpoints(
+            env.get("JOBGATE_FORBIDDEN_CALLBACK_TARGETS", ""), port, endpoint)
 
         from chalicelib import services
         from chalicelib.connections import create_clients

@@ -22,7 +22,8 @@ SECRET_A = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 SECRET_B = "whsec_ZmFrZXNlY3JldGZvcmJvYmNvMTIzNDU2"
 
 
-HANDLERS = {"jobs": "run_jobs", "jobs_dlq": "fail_dead_jobs", "callbacks": "deliver_callbacks"}
+HANDLERS = {"jobs": "run_jobs", "jobs_dlq": "fail_dead_jobs", "callbacks": "deliver_callbacks",
+            "callbacks_dlq": "fail_dead_callbacks"}
 
 
 @dataclasses.dataclass

@@ -10,7 +10,6 @@ come back after 1 s, and a requested delay moves the worker's clock forward inst
 
 from __future__ import annotations
 
-import functools
 import json
 import time
 from collections import Counter
@@ -23,12 +22,13 @@ import pytest
 from botocore.exceptions import ClientError
 from standardwebhooks import Webhook
 
-from chalicelib import webhooks
 from tests.conftest import SECRET_A, body
 from tests.receiver import Receiver
 
 TENANT = "acme"
-HANDLERS = {"jobs": "run_jobs", "jobs_dlq": "fail_dead_jobs", "callbacks": "deliver_callbacks"}
+HANDLERS = {"jobs": "run_jobs", "jobs_dlq": "fail_dead_jobs", "callbacks": "deliver_callbacks",
+            "callbacks_dlq": "fail_dead_callbacks"}
+QUEUES = tuple(HANDLERS)
 
 
 # -- injecting AWS failures ------------------------------------------------------------------
@@ -132,17 +132,17 @@ def settle(env: Any, job_id: str, on_round: Callable[[Any], None] | None = None,
     deadline = time.monotonic() + timeout
     job = None
     while time.monotonic() < deadline:
-        for kind in ("jobs", "jobs_dlq", "callbacks"):
+        for kind in QUEUES:
             pump(env, kind)
         job = env.rt.store.get(TENANT, job_id, 0)
         if on_round is not None:
             on_round(job)
         if (job is not None and job.terminal and job.callback_state in ("delivered", "failed")
-                and not any(depth(env, k) for k in ("jobs", "jobs_dlq", "callbacks"))):
+                and not any(depth(env, k) for k in QUEUES)):
             return job
         time.sleep(0.1)
     raise AssertionError(f"not settled in {timeout}s: {job}; queues "
-                         f"{[(k, depth(env, k)) for k in ('jobs', 'jobs_dlq', 'callbacks')]}")
+                         f"{[(k, depth(env, k)) for k in QUEUES]}")
 
 
 @pytest.fixture
@@ -217,6 +217,7 @@ class Case:
     posts: int | None = 1
     callbacks_dlq: int = 0
     fault: str | None = None        # the injected fault that must have fired
+    recorded: bool = True           # the attempts reach the job's delivery list
 
 
 def _dynamo(env: Any) -> Any:
@@ -254,12 +255,20 @@ CASES = [
     Case("lambda-killed-on-last-attempt", service="doomed", status="failed", attempts=1,
          error_code="attempts_exhausted"),
     Case("receiver-down-then-up", hook_up_after=2),
-    Case("receiver-down-for-good", hook_never_up=True, callback="failed", posts=0,
-         callbacks_dlq=1),
+    Case("receiver-down-for-good", hook_never_up=True, callback="failed", posts=0),
     Case("receiver-slower-than-timeout", script=[("sleep", 1.5), 200], posts=2),
     Case("receiver-redirects", script=[302, 200], posts=2),
     Case("dynamodb-delivery-record-fails", fault="record", posts=2,
          arm=lambda env, f: f.inject(_dynamo(env), "UpdateItem", "record", update_matching(RECORD))),
+    # Every attempt dies before it is recorded: the message is redriven to the callbacks DLQ,
+    # whose consumer marks the webhook failed (issue 11: it stayed pending for ever).
+    Case("dynamodb-delivery-record-down-dead-lettered", fault="record", callback="failed",
+         posts=3, recorded=False,
+         arm=lambda env, f: (
+             env.rt.clients.sqs.set_queue_attributes(QueueUrl=env.queues["callbacks"], Attributes={
+                 "RedrivePolicy": json.dumps({"deadLetterTargetArn": _arn(env, "callbacks_dlq"),
+                                              "maxReceiveCount": 3})}),
+             f.inject(_dynamo(env), "UpdateItem", "record", update_matching(RECORD), times=1000))),
     Case("sqs-webhook-retry-visibility-fails", fault="visibility", script=[500, 200], posts=2,
          arm=lambda env, f: f.inject(env.rt.clients.sqs, "ChangeMessageVisibility", "visibility",
                                      lambda call: call["body"].get("QueueUrl")
@@ -277,7 +286,7 @@ def test_fault(case: Case, faulty: Any, http: Any, test_services: None,
                monkeypatch: pytest.MonkeyPatch) -> None:
     env, faults, clock = faulty
     # A webhook attempt gives up after 0.5 s here instead of 10 s.
-    monkeypatch.setattr(env.rt.deliverer, "send", functools.partial(webhooks.post, timeout=0.5))
+    monkeypatch.setattr(env.rt.deliverer, "timeout", 0.5)
     hook = Hook(case.script)
     if not case.hook_up_after and not case.hook_never_up:
         hook.start()
@@ -323,8 +332,10 @@ def test_fault(case: Case, faulty: Any, http: Any, test_services: None,
     if case.callback == "delivered":
         assert deliveries[-1]["error"] is None and 200 <= deliveries[-1]["statusCode"] < 300
         assert all(d["error"] for d in deliveries[:-1])
-    else:
+    elif case.recorded:
         assert deliveries and all(d["error"] for d in deliveries)
+    else:
+        assert deliveries == [] and resource["callback"]["lastError"].startswith("dead_lettered")
 
     # Nothing left behind where it should not be.
     assert depth(env, "jobs") == 0 and depth(env, "callbacks") == 0

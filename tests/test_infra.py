@@ -38,7 +38,7 @@ RETENTION = 14 * 24 * 3600
 # queue (after jobgate-<stage>-) -> (the function consuming it, its redrive maxReceiveCount)
 QUEUES: dict[str, tuple[str | None, int | None]] = {
     "jobs": ("run_jobs", 10), "jobs-dlq": ("fail_dead_jobs", None),
-    "callbacks": ("deliver_callbacks", 100), "callbacks-dlq": (None, None),
+    "callbacks": ("deliver_callbacks", 100), "callbacks-dlq": ("fail_dead_callbacks", None),
 }
 QUEUE_OUTPUTS = {"jobs": "JobsQueue", "jobs-dlq": "JobsDlq", "callbacks": "CallbacksQueue",
                  "callbacks-dlq": "CallbacksDlq"}  # stack outputs <name>Url and <name>Arn
@@ -525,7 +525,7 @@ class Deployment:
     def __init__(self, outputs: dict[str, str], rt: Any, client: Any, key: str):
         self.outputs, self.rt, self.client, self.key = outputs, rt, client, key
         self.handlers = {"jobs": "run_jobs", "jobs-dlq": "fail_dead_jobs",
-                         "callbacks": "deliver_callbacks"}
+                         "callbacks": "deliver_callbacks", "callbacks-dlq": "fail_dead_callbacks"}
         self.urls = {q: outputs[f"{out}Url"] for q, out in QUEUE_OUTPUTS.items()}
         self.arns = {q: outputs[f"{out}Arn"] for q, out in QUEUE_OUTPUTS.items()}
 
@@ -752,7 +752,22 @@ def run_lifecycle(d: Deployment, hooks: str) -> list[tuple[str, str]]:
         outside.send_message(QueueUrl=d.urls["jobs-dlq"], MessageBody=m["Body"])
         outside.delete_message(QueueUrl=d.urls["jobs"], ReceiptHandle=m["ReceiptHandle"])
     assert d.drain("jobs-dlq") >= 2
-    assert d.drain("callbacks") >= 3
+    outside.send_message(QueueUrl=d.urls["callbacks"], MessageBody="not a callback message")
+    assert d.drain("callbacks") >= 4
+    # A webhook message that exhausted its receives (redriven by hand, as SQS does).
+    stuck = post({"service": "echo", "input": {}, "callbackUrl": f"{hooks}/fail"})
+    assert d.drain("jobs") >= 1
+    msgs = outside.receive_message(QueueUrl=d.urls["callbacks"], MaxNumberOfMessages=10)["Messages"]
+    for m in msgs:
+        if stuck["jobId"] not in m["Body"]:
+            outside.change_message_visibility(QueueUrl=d.urls["callbacks"],
+                                              ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0)
+            continue
+        outside.send_message(QueueUrl=d.urls["callbacks-dlq"], MessageBody=m["Body"])
+        outside.delete_message(QueueUrl=d.urls["callbacks"], ReceiptHandle=m["ReceiptHandle"])
+    assert d.drain("callbacks-dlq") >= 2  # the malformed one is parked, the stuck one settled
+    job = json.loads(d.request("GET", f"/v1/jobs/{stuck['jobId']}").body)
+    assert job["callback"]["state"] == "failed", job
 
     presigned = []
     for job_id in (echo["jobId"], noisy["jobId"], dead["jobId"]):

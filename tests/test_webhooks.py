@@ -83,7 +83,7 @@ def test_failing_receiver_is_retried_with_one_event_and_every_attempt_recorded(f
     assert job["callback"] == {**job["callback"], "state": "delivered", "attempts": 3}
 
 
-def test_gives_up_after_max_retries_and_dead_letters_the_message(fast, http):
+def test_gives_up_after_max_retries_and_is_done_with_the_message(fast, http):
     fast.settings(callback_max_retries=2)
     with Receiver([500]) as rx:
         job_id = submit(http, rx.url)
@@ -91,7 +91,9 @@ def test_gives_up_after_max_retries_and_dead_letters_the_message(fast, http):
         deliver_until(fast, lambda: body(http.get(f"/v1/jobs/{job_id}"))["callback"]["state"]
                       == "failed")
         assert len(rx.requests) == 3  # the first attempt and two retries
-    assert len(fast.messages("callbacks_dlq")) == 1
+    # Every attempt is on the job: the message is deleted, as a job's is after its last
+    # attempt (the DLQ is for messages that could not be processed).
+    assert fast.messages("callbacks_dlq") == []
     assert fast.messages("callbacks", max_n=10) == []
     job = body(http.get(f"/v1/jobs/{job_id}"))
     assert job["callback"]["lastError"] == "HTTP 500"
