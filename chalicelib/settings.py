@@ -38,6 +38,8 @@ class Settings:
     job_ttl_seconds: int = 2_592_000
     inline_log_limit: int = 4096
     presign_max_seconds: int = 3600
+    trusted_proxy: bool = False  # a proxy we trust sets X-Forwarded-Host/-Proto
+    public_url: str = ""  # scheme://host[:port] of this API where API Gateway does not say it
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -63,4 +65,6 @@ class Settings:
             callback_max_retries=_int(env, "CALLBACK_MAX_RETRIES", cls.callback_max_retries),
             result_ttl_seconds=_int(env, "RESULT_TTL_SECONDS", cls.result_ttl_seconds),
             job_ttl_seconds=_int(env, "JOB_TTL_SECONDS", cls.job_ttl_seconds),
+            trusted_proxy=_bool(env.get("JOBGATE_TRUSTED_PROXY")),
+            public_url=env.get("JOBGATE_PUBLIC_URL", "").strip().rstrip("/"),
         )
