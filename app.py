@@ -338,3 +338,48 @@ def fail_dead_callbacks(event: Any) -> dict[str, Any]:
 
     rt = runtime.get()
     return batch.process(event.to_dict(), rt.handle_dead_callback, rt.clients.sqs, rt.queue_url)
+
+
+# -- unknown routes and wrong methods: our error body on every deploy path -------------------
+# Keep this last: it completes every route registered above. API Gateway answers a path it
+# has no resource for with `403 Missing Authentication Token` and a method a resource lacks
+# the same way, in its own format. So every other method is registered on each known path
+# (405 with Allow), and a greedy `/{proxy+}` (plus `/`) catches unknown paths (404).
+
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+FALLBACK_ROUTES: set[tuple[str, str]] = set()  # (method, path) answering only 404/405
+
+
+def _complete_routes() -> None:
+    for path in list(app.routes):
+        allowed = ", ".join([m for m in METHODS if m in app.routes[path]] + ["OPTIONS"])
+        missing = [m for m in METHODS if m not in app.routes[path]]
+        FALLBACK_ROUTES.update((m, path) for m in missing)
+        if missing:
+            name = "methods_of_" + "".join(c if c.isalnum() else "_" for c in path)
+            app.route(path, methods=missing, content_types=ANY, name=name)(
+                _wrong_method(allowed, name))
+    for path in ("/", "/{proxy+}"):
+        FALLBACK_ROUTES.update((m, path) for m in METHODS)
+        app.route(path, methods=list(METHODS), content_types=ANY,
+                  name="unknown_route" + ("_root" if path == "/" else ""))(_unknown_route)
+
+
+def _wrong_method(allowed: str, name: str) -> Callable[..., Response]:
+    def view(**params: str) -> Response:
+        request = app.current_request
+        if request.method == "OPTIONS":
+            return Response(body="", status_code=204, headers={"Allow": allowed})
+        return render_error(request, ApiError(
+            405, "method_not_allowed", f"{request.method} is not allowed here; use {allowed}",
+            headers={"Allow": allowed}))
+
+    view.__name__ = name
+    return view
+
+
+def _unknown_route(**params: str) -> Response:
+    return render_error(app.current_request, ApiError(404, "not_found", "no such route"))
+
+
+_complete_routes()

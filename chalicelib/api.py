@@ -12,8 +12,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
+from boto3.dynamodb.types import DYNAMODB_CONTEXT
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
@@ -23,10 +25,11 @@ from .errors import ApiError, bad_request, conflict, not_found, validation_error
 from .ids import is_job_id, new_job_id
 from .jobs import CANCELED, QUEUED, Job, presign_seconds
 from .leases import make_claimable
+from .limits import MAX_SUBMITTED_ITEM, item_size
 from .models import JobResource, SubmitRequest
 from .queue import Dispatcher
 from .settings import Settings
-from .store import Conflict, JobStore, RunIdTaken, apply
+from .store import Conflict, JobStore, RunIdTaken, apply, job_to_item
 from .tenants import Tenant
 from .urls import check_callback_url
 from .views import JobView
@@ -97,6 +100,7 @@ class JobsApi:
         content_type: str | None = None,
     ) -> Submitted:
         service = self.service_for(req.service)
+        _check_storable(_request_values(req))  # before anything below walks the values
         self.validate_input(service, req.input, variables=req.variables)
         if service.content_required and not content:
             raise validation_error([{"loc": ("content",), "msg": "a document is required",
@@ -128,13 +132,13 @@ class JobsApi:
             request_hash=request_hash, content_type=content_type, base_url=base,
         )
         make_claimable(job, service.runs_on, now)  # a worker service's job waits for a claim
-        _check_storable({"input": req.input, "chain": job.chain})
+        if content is not None and len(content) <= INLINE_CONTENT_LIMIT:
+            job.content_inline = content
+        _check_item_size(job)
         self._check_capacity(tenant)
         try:
             if content is not None:
-                if len(content) <= INLINE_CONTENT_LIMIT:
-                    job.content_inline = content
-                else:
+                if job.content_inline is None:
                     job.content_key = content_key(tenant.name, job.job_id)
                     self.blobs.put(job.content_key, content,
                                    content_type or "application/octet-stream")
@@ -391,41 +395,75 @@ class ActiveJobs:
             self._seen[tenant] = (at, n + 1)
 
 
-MAX_STORED_REQUEST = 300 * 1024  # the job item must stay under DynamoDB's 400 KB
 MAX_DEPTH = 30  # DynamoDB nests documents at most 32 levels (the item and input use 2)
 
 
+def _request_values(req: SubmitRequest) -> dict[str, Any]:
+    """Every caller-supplied value the job item will hold, as stored (item attribute names)."""
+    return {"input": req.input, "variables": req.variables, "runId": req.run_id,
+            "callbackUrl": req.callback_url,
+            "chain": [{"service": s.service, "input": s.input, "variables": s.variables}
+                      for s in req.chain]}
+
+
 def _check_storable(values: dict[str, Any]) -> None:
-    """Reject, as 413/422, what DynamoDB cannot hold; it would otherwise surface as a 503."""
-    def walk(value: Any, loc: tuple[Any, ...]) -> None:
+    """Reject, as 422, values DynamoDB cannot hold; they would otherwise surface as a 503.
+    Iterative, so no nesting depth can exhaust the stack before the depth rule answers."""
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(v, (k,)) for k, v in values.items()]
+    while stack:
+        value, loc = stack.pop()
         if len(loc) > MAX_DEPTH:
-            raise _unstorable(loc, "nested too deeply")
+            raise _unstorable(loc[:MAX_DEPTH + 1], "nested too deeply")
         if isinstance(value, float) and not math.isfinite(value):
             raise _unstorable(loc, "NaN and Infinity cannot be stored")
-        if isinstance(value, int) and not isinstance(value, bool) and len(str(abs(value))) > 38:
-            raise _unstorable(loc, "numbers have at most 38 significant digits")
-        if isinstance(value, str):
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                raise _unstorable(loc, "not valid Unicode (lone surrogate)") from None
+        if isinstance(value, int | float) and not isinstance(value, bool) \
+                and not _storable_number(value):
+            raise _unstorable(loc, "numbers have at most 38 significant digits and a "
+                                   "magnitude between 1e-130 and 1e126")
+        if isinstance(value, str) and not _encodable(value):
+            raise _unstorable(loc, "not valid Unicode (lone surrogate)")
         if isinstance(value, dict):
             for k, v in value.items():
                 if not k:
                     raise _unstorable(loc, "object keys must not be empty")
-                walk(k, (*loc, k))
-                walk(v, (*loc, k))
+                if not _encodable(k):
+                    raise _unstorable(loc, "object keys must be valid Unicode (lone surrogate)")
+                stack.append((v, (*loc, k)))
         elif isinstance(value, list):
-            for i, v in enumerate(value):
-                walk(v, (*loc, i))
+            stack.extend((v, (*loc, i)) for i, v in enumerate(value))
 
-    for name, value in values.items():
-        walk(value, (name,))
-    size = len(json.dumps(values, separators=(",", ":"), ensure_ascii=False).encode())
-    if size > MAX_STORED_REQUEST:
+
+def _storable_number(value: int | float) -> bool:
+    """What boto3's serializer accepts (DynamoDB's 38 digits, exponent -130..125)."""
+    if isinstance(value, int) and value.bit_length() > 200:  # > 60 digits; str() is slow
+        return False
+    try:
+        DYNAMODB_CONTEXT.create_decimal(Decimal(repr(value)) if isinstance(value, float)
+                                        else value)
+    except (ArithmeticError, ValueError):
+        return False
+    return True
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_item_size(job: Job) -> None:
+    """413 when the job item, as it will be written, leaves too little room for what its
+    lifecycle adds later (limits.LIFECYCLE_RESERVE): such a job could be accepted and then
+    be neither run nor canceled."""
+    size = item_size(job_to_item(job))
+    if size > MAX_SUBMITTED_ITEM:
         raise ApiError(413, "payload_too_large",
-                       f"input and chain take {size} bytes; at most {MAX_STORED_REQUEST} "
-                       "(send large documents to /v1/services/{service}/jobs)")
+                       f"the job (input, variables, chain, inline document) takes {size} bytes; "
+                       f"at most {MAX_SUBMITTED_ITEM} (send large documents to "
+                       "/v1/services/{service}/jobs, where documents over "
+                       f"{INLINE_CONTENT_LIMIT} bytes are kept outside the job)")
 
 
 def _unstorable(loc: tuple[Any, ...], msg: str) -> ApiError:

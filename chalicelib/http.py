@@ -4,12 +4,14 @@ that keep API Gateway's stage prefix, body parsing, and the error body."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from chalice import Response
 
 from . import xmlcodec
 from .errors import ApiError, bad_request
+from .settings import Settings
 
 JSON = "application/json"
 XML = "application/xml"
@@ -46,23 +48,60 @@ def render_error(request: Any, err: ApiError) -> Response:
     return render(request, err.status, err.body(), err.headers, root="error")
 
 
-def base_url(request: Any) -> str:
-    """scheme://host[/stage] as the client called us (so Location keeps `/api` on AWS)."""
+def base_url(request: Any, settings: Settings | None = None) -> str:
+    """scheme://host[/stage] of this API, for every link we hand out (so `Location` keeps
+    `/api` on AWS). The host comes from who we are, never from what a client claims:
+    API Gateway's own domain (requestContext.domainName) on AWS, JOBGATE_PUBLIC_URL (the
+    local runner sets its own address), else the Host header, validated. X-Forwarded-Host
+    and -Proto count only behind a trusted proxy (JOBGATE_TRUSTED_PROXY), validated too."""
+    settings = settings or Settings.from_env()
     headers = request.headers
-    host = headers.get("x-forwarded-host") or headers.get("host") or "localhost"
-    proto = headers.get("x-forwarded-proto") or ("http" if _is_local(host) else "https")
-    proto = proto.split(",")[0].strip()
     ctx = request.context or {}
+    prefix = _stage_prefix(request, ctx)
+    if settings.trusted_proxy and headers.get("x-forwarded-host"):
+        host = _valid_host(_nearest(headers.get("x-forwarded-host")), "X-Forwarded-Host")
+        proto = _nearest(headers.get("x-forwarded-proto") or "https").lower()
+        if proto not in ("http", "https"):
+            raise bad_request("X-Forwarded-Proto must be http or https", "invalid_header")
+        return f"{proto}://{host}{prefix}"
+    domain = ctx.get("domainName")
+    if isinstance(domain, str) and domain and _HOST.fullmatch(domain):
+        return f"https://{domain}{prefix}"
+    if settings.public_url:
+        return f"{settings.public_url}{prefix}"
+    host = _valid_host(headers.get("host") or "localhost", "Host")
+    return f"{'http' if _is_local(host) else 'https'}://{host}{prefix}"
+
+
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_HOST = re.compile(rf"(?:{_LABEL}(?:\.{_LABEL})*\.?|\[[0-9A-Fa-f:.]{{2,45}}\])"
+                   r"(?::(?:6553[0-5]|655[0-2]\d|65[0-4]\d{2}|6[0-4]\d{3}|[1-5]?\d{1,4}))?")
+
+
+def _nearest(value: str) -> str:
+    """The value the nearest proxy set: proxies that append put theirs last."""
+    return value.split(",")[-1].strip()
+
+
+def _valid_host(host: str, header: str) -> str:
+    if len(host) > 260 or not _HOST.fullmatch(host):
+        raise bad_request(f"{header} is not a valid host[:port]", "invalid_header")
+    return host
+
+
+def _stage_prefix(request: Any, ctx: dict[str, Any]) -> str:
+    """What API Gateway put before our route (the stage, or a custom domain's base path)."""
     full_path = ctx.get("path") or ""
     actual = request.path
     for name, value in (request.uri_params or {}).items():
         actual = actual.replace("{" + name + "}", value)
     prefix = full_path[: -len(actual)] if actual and full_path.endswith(actual) else ""
-    return f"{proto}://{host}{prefix.rstrip('/')}"
+    return prefix.rstrip("/")
 
 
 def _is_local(host: str) -> bool:
-    return host.startswith(("127.", "localhost", "[::1]"))
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    return name in ("localhost", "[::1]") or re.fullmatch(r"127(?:\.\d{1,3}){3}", name) is not None
 
 
 def media_type(request: Any) -> str:
@@ -89,7 +128,24 @@ def parse_submit_body(request: Any, max_bytes: int) -> dict[str, Any]:
         raise bad_request(f"malformed JSON: {exc}", "malformed_body") from None
     if not isinstance(data, dict):
         raise bad_request("the body must be a JSON object", "malformed_body")
+    if nested_deeper(data, MAX_BODY_DEPTH):
+        raise bad_request(f"JSON nested deeper than {MAX_BODY_DEPTH} levels", "malformed_body")
     return data
+
+
+MAX_BODY_DEPTH = 64  # a submit needs about 35 (input nests at most 30); see xmlcodec.MAX_DEPTH
+
+
+def nested_deeper(value: Any, limit: int) -> bool:
+    """Whether objects/arrays nest deeper than `limit`, measured without recursion (later
+    steps that recurse, such as pydantic's serializer at 255 levels, never see such a body)."""
+    level = [value]
+    for _ in range(limit):
+        level = [child for node in level if isinstance(node, dict | list)
+                 for child in (node.values() if isinstance(node, dict) else node)]
+        if not any(isinstance(node, dict | list) for node in level):
+            return False
+    return True
 
 
 def query_params(request: Any) -> dict[str, str]:

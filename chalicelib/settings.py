@@ -45,6 +45,8 @@ class Settings:
     presign_max_seconds: int = 3600
     job_lease_seconds: int = 60
     job_max_runtime_seconds: int = 86_400
+    trusted_proxy: bool = False  # a proxy we trust sets X-Forwarded-Host/-Proto
+    public_url: str = ""  # scheme://host[:port] of this API where API Gateway does not say it
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -75,4 +77,6 @@ class Settings:
             job_lease_seconds=_int(env, "JOB_LEASE_SECONDS", cls.job_lease_seconds),
             job_max_runtime_seconds=_int(env, "JOB_MAX_RUNTIME_SECONDS",
                                          cls.job_max_runtime_seconds),
+            trusted_proxy=_bool(env.get("JOBGATE_TRUSTED_PROXY")),
+            public_url=env.get("JOBGATE_PUBLIC_URL", "").strip().rstrip("/"),
         )

@@ -264,7 +264,9 @@ class TenantStore:
                 if len(self._cache) > 10_000:
                     self._cache.clear()
                 self._cache[digest] = (now, tenant)
-        if tenant is None or (named is not None and not hmac.compare_digest(named, tenant.name)):
+        # compare_digest takes ASCII-only str: compare the UTF-8 bytes of any user name.
+        if tenant is None or (named is not None and not hmac.compare_digest(
+                named.encode("utf-8", "surrogatepass"), tenant.name.encode())):
             raise unauthorized()
         return tenant
 

@@ -19,6 +19,14 @@ _LIST_ITEM = {"jobs": "job", "deliveries": "delivery", "services": "service", "d
 
 
 def dumps(root: str, value: Any) -> str:
+    """`value` as `<root>`. A body whose list is named like the root (`{"jobs": [...]}`
+    under `jobs`) holds its items directly: `<jobs><job/>...<nextCursor/></jobs>`."""
+    if isinstance(value, dict) and isinstance(value.get(root), list):
+        item = _LIST_ITEM.get(root, "item")
+        inner = "".join(
+            "".join(_element(item, v) for v in value[root]) if k == root else _element(k, v)
+            for k, v in value.items())
+        return f'<?xml version="1.0" encoding="UTF-8"?><{root}>{inner}</{root}>'
     return '<?xml version="1.0" encoding="UTF-8"?>' + _element(root, value)
 
 
@@ -48,6 +56,9 @@ class XmlError(ValueError):
     pass
 
 
+MAX_DEPTH = 64  # elements inside elements; a submit needs about 35 (input nests at most 30)
+
+
 def loads(data: bytes) -> dict[str, Any]:
     """Parse a `<job>` submit body into the JSON shape: `variables` children become an
     object of strings, `<chain>` holds `<step>`s, and values inside `input` are typed
@@ -59,11 +70,24 @@ def loads(data: bytes) -> dict[str, Any]:
 
     try:
         root = ElementTree.fromstring(data)
-    except (ParseError, DefusedXmlException, ValueError) as exc:
+    except (ParseError, DefusedXmlException, ValueError, LookupError) as exc:
+        # LookupError: an encoding declaration Python does not know (encoding="bogus")
         raise XmlError(f"malformed XML: {exc}") from exc
+    if _too_deep(root, MAX_DEPTH):
+        raise XmlError(f"XML nested deeper than {MAX_DEPTH} elements")
     if root.tag != "job":
         raise XmlError("the root element must be <job>")
     return _fields(root)
+
+
+def _too_deep(root: Any, limit: int) -> bool:
+    """Measured without recursion, so no document can exhaust Python's stack here."""
+    level = [root]
+    for _ in range(limit):
+        level = [child for node in level for child in node]
+        if not level:
+            return False
+    return True
 
 
 def _fields(node: Any) -> dict[str, Any]:

@@ -68,6 +68,7 @@ class LocalService:
         region = env.setdefault("AWS_DEFAULT_REGION", env.get("AWS_REGION") or "us-east-1")
         env.setdefault("JOBGATE_ALLOW_PRIVATE_CALLBACKS", "true")
         env.setdefault("JOBGATE_STAGE", "local")
+        env.setdefault("JOBGATE_PUBLIC_URL", f"http://127.0.0.1:{port}")  # links: never Host
         endpoint = env.get("AWS_ENDPOINT_URL")
         if not endpoint:
             from moto.server import ThreadedMotoServer
@@ -106,6 +107,10 @@ class LocalService:
 
         from chalice.cli.factory import CLIFactory
         from chalice.local import ThreadedHTTPServer, create_local_server
+
+        from .gateway import install_greedy_paths
+
+        install_greedy_paths()  # unknown paths reach the app's /{proxy+} route, as on AWS
 
         # socketserver listens with a backlog of 5: a burst of new connections (32 clients)
         # overflows it and the kernel resets some of them.

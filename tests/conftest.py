@@ -120,7 +120,9 @@ def http(env: Env) -> Iterator[Any]:
     from chalice.test import Client
 
     import app as app_module
+    from localrunner.gateway import install_greedy_paths
 
+    install_greedy_paths()  # as API Gateway and the local runner: /{proxy+} catches the rest
     with Client(app_module.app) as client:
         yield Http(client.http)
 

@@ -380,6 +380,22 @@ def test_api_gateways_own_errors_keep_our_error_body(packaged: dict[str, Path], 
 
 
 @pytest.mark.parametrize("stage", STAGES)
+def test_package_hands_unknown_paths_and_every_method_to_the_app(
+        packaged: dict[str, Path], stage: str) -> None:
+    """So `chalice deploy` (no gateway responses) answers our 404/405 bodies too: a greedy
+    /{proxy+} resource, and every method on every known path, all integrated with Lambda."""
+    tpl = sam(packaged, stage)
+    api = next(r for r in tpl["Resources"].values() if r["Type"] == "AWS::Serverless::Api")
+    paths = api["Properties"]["DefinitionBody"]["paths"]
+    assert "/{proxy+}" in paths and "/" in paths and "/v1/jobs/{jobId}" in paths
+    for path, item in paths.items():
+        methods = {m for m in item if m != "parameters"}
+        assert methods >= {"get", "post", "put", "patch", "delete", "head", "options"}, path
+        for op in (item[m] for m in methods):
+            assert op["x-amazon-apigateway-integration"]["type"] == "aws_proxy", path
+
+
+@pytest.mark.parametrize("stage", STAGES)
 def test_package_reports_batch_item_failures_on_every_sqs_event_source(
         packaged: dict[str, Path], stage: str) -> None:
     tpl = sam(packaged, stage)
