@@ -91,6 +91,12 @@ def dashboard(rt: Any, request: Any, tenant: Any) -> Response:
         "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"})
 
 
+@endpoint("/favicon.ico", ["GET"], auth=False)
+def favicon(rt: Any, request: Any, tenant: Any) -> Response:
+    """Browsers ask for it on their own: no icon, and no 401/404 in the console."""
+    return Response(body="", status_code=204, headers={"Cache-Control": "public, max-age=86400"})
+
+
 @endpoint("/v1/services", ["GET"])
 def list_services(rt: Any, request: Any, tenant: Any) -> Response:
     from chalicelib.views import services_body

@@ -404,6 +404,13 @@ def _document() -> dict[str, Any]:
                               **_errors(e503="")},
             },
         },
+        "/favicon.ico": {
+            "get": {
+                "operationId": "favicon", "tags": ["meta"], "security": [],
+                "summary": "No icon: 204, so a browser's own request for it logs no error",
+                "responses": {"204": {"description": "No content."}, **_errors(e503="")},
+            },
+        },
         **_worker_paths(_errors),
         "/openapi.json": {
             "get": {

@@ -27,3 +27,18 @@ def test_dashboard_script_is_valid_javascript(env, http, tmp_path):
     path.write_text(script)
     result = subprocess.run([node, "--check", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_favicon_answers_without_credentials(env, http):
+    resp = http.get("/favicon.ico", key=None)
+    assert resp.status_code == 204 and resp.body in (b"", "")
+
+
+def test_dashboard_with_a_trailing_slash_calls_the_api_at_its_root(env, http):
+    resp = http.get("/dashboard/", key=None)
+    assert resp.status_code == 200
+    page = resp.body.decode()
+    # The API base comes from the page's location with /dashboard (and any slash) cut off,
+    # so /dashboard/ and /<stage>/dashboard both call /v1/... at the right place.
+    assert 'location.pathname.replace(/\\/dashboard\\/*$/, "")' in page
+    assert "location.origin" in page
