@@ -4,6 +4,7 @@ Needs the client installed in the venv (`pip install -e client`)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import subprocess
@@ -491,15 +492,16 @@ def test_cli_cancel(live: LiveRunner) -> None:
 def test_cli_failed_job_under_wait(live: LiveRunner) -> None:
     result = cli(live, "submit", "sleep", "--data", '{"seconds": 0.1, "steps": 1, "fail": true}',
                  "--wait", "--quiet")
-    assert result.returncode == 1 and result.stdout == b""
+    assert result.returncode == 3 and result.stdout == b""  # 3: the job failed
     assert "failed" in one_line_error(result)
 
 
 def test_cli_wait_timeout(live: LiveRunner) -> None:
     result = cli(live, "submit", "sleep", "--data", '{"seconds": 30}', "--wait", "--timeout", "1",
                  "--quiet")
-    assert result.returncode == 1 and "still" in one_line_error(result)
+    assert result.returncode == 4 and "still" in one_line_error(result)  # 4: wait timed out
     job_id = result.stderr.decode().split("job ", 1)[1].split()[0]
+    assert f"`jobgate wait {job_id}` resumes" in result.stderr.decode()
     assert cli(live, "cancel", job_id).returncode == 0
 
 
@@ -592,3 +594,255 @@ def test_cli_content_upload(live: LiveRunner, tmp_path: Path) -> None:
     piped = cli(live, "submit", "dataload", "--content", "-", "--content-type", "text/csv", "--wait",
                 "--quiet", stdin=b"a\n1\n2\n3\n")
     assert piped.returncode == 0 and json.loads(piped.stdout)["rows"] == 3
+
+
+# -- CLI: exit codes, JSON errors, a dropped connection under --wait -------------------------
+
+def test_cli_wait_on_a_canceled_job_exits_3(live: LiveRunner) -> None:
+    job_id = cli(live, "submit", "sleep", "--data", '{"seconds": 30}').stdout.decode().strip()
+    assert cli(live, "cancel", job_id).returncode == 0
+    result = cli(live, "wait", job_id, "--quiet")
+    assert result.returncode == 3 and result.stdout == b""
+    assert f"job {job_id} canceled" in one_line_error(result)
+
+
+def json_error(result: subprocess.CompletedProcess[bytes]) -> dict[str, Any]:
+    lines = result.stderr.decode().strip().splitlines()
+    assert len(lines) == 1, lines
+    body = json.loads(lines[0])
+    assert set(body) == {"error"} and body["error"]["exitCode"] == result.returncode
+    return body["error"]
+
+
+def test_cli_json_makes_errors_json(live: LiveRunner) -> None:
+    missing = cli(live, "status", UNKNOWN_ID, "--json")
+    assert missing.returncode == 1 and missing.stdout == b""
+    err = json_error(missing)
+    assert (err["code"], err["status"]) == ("not_found", 404) and err["message"]
+
+    invalid = cli(live, "submit", "sleep", "--data", '{"seconds": -5}', "--json")
+    err = json_error(invalid)
+    assert (invalid.returncode, err["code"], err["status"]) == (1, "validation_error", 422)
+    assert any("seconds" in d["loc"] for d in err["details"])
+
+    for args in (["submit", "echo", "--data", "not json", "--json"],  # our own usage check
+                 ["list", "--limit", "0", "--json"],                   # argparse's
+                 ["--json"]):                                          # no command
+        usage = cli(live, *args)
+        assert usage.returncode == 2 and json_error(usage)["code"] == "usage_error", args
+
+    failed = cli(live, "submit", "sleep", "--data", '{"seconds": 0.1, "steps": 1, "fail": true}',
+                 "--wait", "--quiet", "--json")
+    assert failed.returncode == 3
+    job = json.loads(failed.stdout)  # the job itself still goes to stdout
+    err = json_error(failed)
+    assert (err["code"], err["jobId"]) == ("job_failed", job["jobId"])
+
+    slow = cli(live, "submit", "sleep", "--data", '{"seconds": 30}', "--wait", "--timeout", "1",
+               "--quiet", "--json")
+    err = json_error(slow)
+    assert (slow.returncode, err["code"]) == (4, "wait_timeout")
+    assert cli(live, "cancel", err["jobId"]).returncode == 0
+
+
+def test_cli_help_has_examples_and_exit_codes() -> None:
+    for command in ("submit", "wait", "status", "list", "cancel", "delete", "result", "log",
+                    "services", "deliveries", "redeliver"):
+        out = subprocess.run([sys.executable, "-m", "jobgate", command, "--help"],
+                             capture_output=True, timeout=30, check=True).stdout.decode()
+        examples = out.split("examples:", 1)[1]
+        assert f"jobgate {command}" in examples, command
+        assert "3  the job failed or was canceled" in out and "4  --timeout ran out" in out
+    top = subprocess.run([sys.executable, "-m", "jobgate", "--help"], capture_output=True,
+                         timeout=30, check=True).stdout.decode()
+    assert "exit codes:" in top and "jobgate wait ID" in top
+
+
+def test_cli_result_output_says_what_it_wrote(live: LiveRunner, tmp_path: Path) -> None:
+    job_id = cli(live, "submit", "echo", "--data", '{"a": 1}').stdout.decode().strip()
+    assert cli(live, "wait", job_id, "--quiet").returncode == 0
+    out = tmp_path / "r.json"
+    result = cli(live, "result", job_id, "-o", str(out))
+    assert result.returncode == 0 and result.stdout == b""
+    assert result.stderr.decode().strip() == f"jobgate: wrote {out.stat().st_size} bytes to {out}"
+    waited = cli(live, "wait", job_id, "--quiet", "-o", str(tmp_path / "w.json"))
+    assert "bytes (application/json) to" in waited.stderr.decode()
+
+
+def test_cli_submit_data_to_a_content_service_hints_content(live: LiveRunner) -> None:
+    result = cli(live, "submit", "dataload", "--data", "{}")
+    assert result.returncode == 1
+    assert "`jobgate submit dataload --content FILE`" in one_line_error(result)
+
+
+def test_attempt_notes_say_retrying_instead_of_jumping_back() -> None:
+    from datetime import datetime, timezone
+
+    from jobgate import cli as module
+
+    soon = datetime.fromtimestamp(time.time() + 4.4, tz=timezone.utc).isoformat()  # noqa: UP017
+    base = {"jobId": UNKNOWN_ID, "service": "sleep", "createdAt": "2026-01-01T00:00:00Z",
+            "progress": {"percent": 50.0}}
+    between = Job.from_dict({**base, "status": "queued", "attempts": 1, "maxAttempts": 3,
+                             "retryAt": soon, "error": {"code": "handler_error", "message": "x"}})
+    assert module.describe(between) == \
+        "retrying attempt 2/3, retrying in 4 s (attempt 1: handler_error)"
+    assert "50%" not in module.describe(between) and "queued" not in module.describe(between)
+    plain = Job.from_dict({**base, "status": "queued", "attempts": 1,
+                           "error": {"code": "timeout", "message": "x"}})
+    assert module.attempt_note(plain) == "attempt 2, retrying (attempt 1: timeout)"
+    second = Job.from_dict({**base, "status": "running", "attempts": 2, "maxAttempts": 3})
+    assert module.describe(second) == "running 50% attempt 2/3"
+    first = Job.from_dict({**base, "status": "running", "attempts": 1})
+    assert module.describe(first) == "running 50%"
+
+
+def test_cli_wait_on_a_terminal_names_the_job_and_ends_red(live: LiveRunner) -> None:
+    env = {"FORCE_COLOR": "1", "TERM": "xterm-256color", "NO_COLOR": "", "COLUMNS": "160"}
+    ok = cli(live, "submit", "echo", "--data", "{}", "--wait", env=env)
+    assert ok.returncode == 0
+    job_id = json.loads(cli(live, "list", "--limit", "1", "--json").stdout)[0]["jobId"]
+    assert job_id in ok.stderr.decode()  # the job id is on the progress line
+    bad = cli(live, "submit", "sleep", "--data", '{"seconds": 0.1, "steps": 1, "fail": true}',
+              "--wait", env=env)
+    assert bad.returncode == 3
+    shown = bad.stderr.decode()
+    assert "\x1b[1;31mfailed" in shown and "\x1b[1;32m" not in shown  # red, never green
+
+
+class _Proxy:
+    """A TCP forwarder in front of the runner that a test can cut (every connection closed,
+    new ones refused) and restore on the same port: a dropped connection, for real."""
+
+    def __init__(self, target: int) -> None:
+        import socket
+
+        self.target, self.port = target, free_port()
+        self.lock = threading.Lock()
+        self.open: list[socket.socket] = []
+        self.listener: socket.socket | None = None
+        self.up()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def up(self) -> None:
+        import socket
+
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        listener.settimeout(0.1)
+        self.listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def down(self) -> None:
+        import socket
+
+        listener, self.listener = self.listener, None
+        if listener is not None:
+            listener.close()
+        with self.lock:
+            for conn in self.open:
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+                conn.close()
+            self.open.clear()
+
+    def _accept(self, listener: Any) -> None:
+        import socket
+
+        while self.listener is listener:
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            client.settimeout(None)
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            with self.lock:
+                self.open += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: Any, dst: Any) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for conn in (src, dst):
+                with contextlib.suppress(OSError):
+                    conn.close()
+
+
+@pytest.fixture
+def proxy(live: LiveRunner) -> Iterator[_Proxy]:
+    p = _Proxy(int(live.url.rsplit(":", 1)[1]))
+    try:
+        yield p
+    finally:
+        p.down()
+
+
+def _cli_process(url: str, key: str, *args: str) -> subprocess.Popen[bytes]:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBGATE_")}
+    env.update(JOBGATE_URL=url, JOBGATE_API_KEY=key)
+    return subprocess.Popen([sys.executable, "-m", "jobgate", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _read_until(proc: subprocess.Popen[bytes], text: str) -> list[str]:
+    """stderr lines up to and including the first one holding `text` (the CLI's own pace)."""
+    assert proc.stderr is not None
+    lines = []
+    while True:
+        line = proc.stderr.readline().decode()
+        assert line, f"the CLI ended before saying {text!r}: {lines}"
+        lines.append(line)
+        if text in line:
+            return lines
+
+
+def test_cli_wait_rides_out_a_dropped_connection(live: LiveRunner, proxy: _Proxy) -> None:
+    proc = _cli_process(proxy.url, live.api_key, "submit", "sleep", "--data",
+                        '{"seconds": 3, "steps": 3}', "--wait")
+    try:
+        job_id = _read_until(proc, " ")[0].split()[0]
+        proxy.down()
+        lost = _read_until(proc, "connection lost")[-1]
+        assert lost.startswith(job_id) and "retrying in" in lost
+        proxy.up()
+        out, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 0, err.decode()
+    assert json.loads(out)["slept"] == 3 and "connection restored" in err.decode()
+
+
+def test_cli_wait_gives_up_then_jobgate_wait_resumes(live: LiveRunner, proxy: _Proxy) -> None:
+    proc = _cli_process(proxy.url, live.api_key, "submit", "sleep", "--data",
+                        '{"seconds": 2, "steps": 2}', "--wait", "--reconnect", "3")
+    try:
+        job_id = _read_until(proc, " ")[0].split()[0]
+        proxy.down()
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == 1
+    last = err.decode().strip().splitlines()[-1]
+    assert last.startswith("jobgate: error: lost the connection")
+    assert f"`jobgate wait {job_id}` resumes" in last
+    resumed = cli(live, "wait", job_id, "--quiet")  # straight to the runner: it went on
+    assert resumed.returncode == 0 and json.loads(resumed.stdout)["slept"] == 2

@@ -1,7 +1,9 @@
 """`jobgate`: the command line client.
 
-Exit codes: 0 success, 1 an API or connection error (or a job that did not succeed
-under --wait), 2 a usage error, 130 interrupted. Errors are one line on stderr.
+Exit codes (documented in `jobgate --help`, client/README.md and the README):
+0 success, 1 an API or connection error, 2 a usage error, 3 the job failed or was
+canceled (under --wait / `jobgate wait`), 4 --timeout ran out before the job ended,
+130 interrupted. Errors are one line on stderr; with --json, one JSON object there.
 
 `jobgate worker`: 0 after a graceful stop (SIGTERM or SIGINT: no more claims, running jobs
 finished or failed within --grace), 1 when the API refused the worker key or its services,
@@ -15,54 +17,106 @@ import json
 import mimetypes
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from . import __version__
 from .client import Client
-from .errors import JobgateError, WaitTimeout
+from .errors import ConnectionFailed, JobgateError, ValidationFailed, WaitTimeout
 from .models import Job
 
 PROG = "jobgate"
+OK, API_ERROR, USAGE, JOB_FAILED, TIMED_OUT, INTERRUPTED = 0, 1, 2, 3, 4, 130
+RECONNECT_SECONDS = 120.0  # --wait keeps retrying a lost connection this long by default
+EXIT_CODES = """exit codes:
+  0  success
+  1  an API or connection error
+  2  a usage error
+  3  the job failed or was canceled (--wait, wait)
+  4  --timeout ran out before the job ended (it goes on: `jobgate wait ID` resumes)
+  130  interrupted (Ctrl-C)"""
+
+_json_errors = False  # --json anywhere on the command line: errors are JSON too
 
 
 class UsageError(Exception):
     """Bad arguments or configuration: exit code 2."""
 
 
+class JobEnded(Exception):
+    """The followed job failed or was canceled: exit code 3."""
+
+    def __init__(self, job: Job):
+        reason = f": {job.error.code}: {job.error.message}" if job.error else ""
+        super().__init__(f"job {job.job_id} {job.status}{reason}")
+        self.job = job
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with its usage errors as JSON under --json (still exit code 2)."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        if _json_errors:
+            sys.exit(fail(message, USAGE, code="usage_error"))
+        super().error(message)
+
+
 # -- entry point ---------------------------------------------------------------------------
 
 def main(argv: Sequence[str] | None = None) -> int:
+    global _json_errors
+    argv = list(sys.argv[1:] if argv is None else argv)
+    _json_errors = "--json" in argv
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
+        if _json_errors:
+            return fail("no command given", USAGE, code="usage_error")
         parser.print_help(sys.stderr)
-        return 2
+        return USAGE
     if args.command == "worker":
         return run_worker(args)
     try:
         with make_client(args) as client:
             return int(args.run(client, args) or 0)
     except UsageError as exc:
-        return fail(f"{exc}", 2)
+        return fail(f"{exc}", USAGE, code="usage_error")
+    except JobEnded as exc:
+        return fail(str(exc), JOB_FAILED, code=f"job_{exc.job.status}", job_id=exc.job.job_id)
     except WaitTimeout as exc:
-        return fail(f"{exc} (it goes on; `{PROG} status {exc.job.job_id}` follows it)", 1)
+        return fail(f"{exc} (it goes on: `{PROG} wait {exc.job.job_id}` resumes)", TIMED_OUT,
+                    error=exc, job_id=exc.job.job_id)
     except JobgateError as exc:
-        return fail(str(exc), 1)
+        return fail(str(exc), API_ERROR, error=exc)
     except KeyboardInterrupt:
-        return fail("interrupted", 130)
+        return fail("interrupted", INTERRUPTED, code="interrupted")
     except BrokenPipeError:
         # The reader went away (`jobgate list | head`): not an error worth a message.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+        return OK
     except OSError as exc:  # writing --output, reading --input
-        return fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc), 1)
+        return fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc),
+                    API_ERROR, code="os_error")
 
 
-def fail(message: str, code: int) -> int:
-    print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)
-    return code
+def fail(message: str, exit_code: int, *, code: str | None = None,
+         error: JobgateError | None = None, job_id: str | None = None) -> int:
+    """One line on stderr: `jobgate: error: ...`, or under --json one JSON object
+    `{"error": {"code", "message", "status", "details", "jobId", "exitCode"}}`."""
+    text = " ".join(message.split())
+    if not _json_errors:
+        print(f"{PROG}: error: {text}", file=sys.stderr)
+        return exit_code
+    body: dict[str, Any] = {"code": code or (error.code if error else "error"), "message": text}
+    if error is not None:
+        body.update(status=error.status, details=error.details)
+    if job_id:
+        body["jobId"] = job_id
+    body["exitCode"] = exit_code
+    print(json.dumps({"error": body}, ensure_ascii=False), file=sys.stderr, flush=True)
+    return exit_code
 
 
 def make_client(args: argparse.Namespace) -> Client:
@@ -80,8 +134,40 @@ def make_client(args: argparse.Namespace) -> Client:
 
 # -- arguments -----------------------------------------------------------------------------
 
+EXAMPLES = {
+    "submit": """  jobgate submit echo --data '{"hello": "world"}'
+  jobgate submit sleep --data '{"seconds": 5, "steps": 5}' --wait
+  jobgate submit dataload --content people.csv --var MAX=1000 --wait -o stats.json
+  jobgate submit echo --input job.json --run-id order-42 --callback https://me.example/hook
+  jobgate submit echo --data '{}' --json | jq -r .jobId""",
+    "wait": """  jobgate wait 01JD5Z3K8Q2V7XG4M9N6R1T0WA
+  jobgate wait 01JD5Z3K8Q2V7XG4M9N6R1T0WA --timeout 600 -o result.json
+  jobgate wait 01JD5Z3K8Q2V7XG4M9N6R1T0WA --quiet --json | jq .status""",
+    "status": """  jobgate status 01JD5Z3K8Q2V7XG4M9N6R1T0WA
+  jobgate status 01JD5Z3K8Q2V7XG4M9N6R1T0WA --json | jq .progress""",
+    "list": """  jobgate list
+  jobgate list --status failed --service dataload --limit 50
+  jobgate list --all --json | jq -r '.[].jobId'""",
+    "cancel": "  jobgate cancel 01JD5Z3K8Q2V7XG4M9N6R1T0WA",
+    "delete": "  jobgate delete 01JD5Z3K8Q2V7XG4M9N6R1T0WA",
+    "result": """  jobgate result 01JD5Z3K8Q2V7XG4M9N6R1T0WA
+  jobgate result 01JD5Z3K8Q2V7XG4M9N6R1T0WA -o result.json""",
+    "log": "  jobgate log 01JD5Z3K8Q2V7XG4M9N6R1T0WA",
+    "services": """  jobgate services
+  jobgate services --json | jq '.[] | {name, inputSchema}'""",
+    "deliveries": "  jobgate deliveries 01JD5Z3K8Q2V7XG4M9N6R1T0WA",
+    "redeliver": "  jobgate redeliver 01JD5Z3K8Q2V7XG4M9N6R1T0WA",
+    "worker": """  jobgate worker --service report --handler examples.worker.report:report
+  jobgate worker --service a --service b --handler mod:handle_a --handler mod:handle_b""",
+}
+
+
+def epilog(name: str) -> str:
+    return f"examples:\n{EXAMPLES[name]}\n\n{EXIT_CODES}"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("--url", default=argparse.SUPPRESS,
                         help="API base URL (default: $JOBGATE_URL)")
     common.add_argument("--api-key", default=argparse.SUPPRESS,
@@ -91,15 +177,19 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                         help="machine-readable JSON output")
 
-    parser = argparse.ArgumentParser(
-        prog=PROG, parents=[common],
-        description="Submit and follow Jobgate jobs. Reads JOBGATE_URL and JOBGATE_API_KEY.")
+    parser = Parser(
+        prog=PROG, parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Submit and follow Jobgate jobs. Reads JOBGATE_URL and JOBGATE_API_KEY.",
+        epilog="examples:\n  jobgate services\n  jobgate submit sleep --data '{\"seconds\": 5}' "
+               "--wait\n  jobgate wait ID\n  jobgate COMMAND --help   (examples for each)\n\n"
+               + EXIT_CODES)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def command(name: str, run: Callable[[Client, argparse.Namespace], int], help_: str
                 ) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, parents=[common], help=help_, description=help_)
+        p = sub.add_parser(name, parents=[common], help=help_, description=help_,
+                           epilog=epilog(name), formatter_class=argparse.RawDescriptionHelpFormatter)
         p.set_defaults(run=run)
         return p
 
@@ -123,12 +213,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="with --wait: give up after this")
     p.add_argument("--output", "-o", metavar="FILE", help="with --wait: write the result here")
     p.add_argument("--quiet", "-q", action="store_true", help="with --wait: no progress display")
+    p.add_argument("--reconnect", type=non_negative_float, default=RECONNECT_SECONDS,
+                   metavar="SECONDS", help="with --wait: keep retrying a lost connection this "
+                   f"long (default {RECONNECT_SECONDS:g})")
 
     p = command("wait", cmd_wait, "follow a job until it ends, then print its result")
     p.add_argument("job_id", metavar="ID")
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after this")
     p.add_argument("--output", "-o", metavar="FILE", help="write the result here")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress display")
+    p.add_argument("--reconnect", type=non_negative_float, default=RECONNECT_SECONDS,
+                   metavar="SECONDS",
+                   help=f"keep retrying a lost connection this long (default {RECONNECT_SECONDS:g})")
 
     p = command("status", cmd_status, "show a job")
     p.add_argument("job_id", metavar="ID")
@@ -163,7 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     help_ = "claim and run jobs of worker services (runsOn: worker) until SIGTERM"
     p = sub.add_parser("worker", help=help_, description=help_ + ". Reads JOBGATE_URL and "
-                       "JOBGATE_WORKER_KEY.")
+                       "JOBGATE_WORKER_KEY.", epilog="examples:\n" + EXAMPLES["worker"],
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--url", help="API base URL (default: $JOBGATE_URL)")
     p.add_argument("--worker-key", help="worker key, jgw_... (default: $JOBGATE_WORKER_KEY)")
     p.add_argument("--service", action="append", required=True, metavar="NAME",
@@ -229,7 +326,13 @@ def cmd_submit(client: Client, args: argparse.Namespace) -> int:
             mimetypes.guess_type(args.content)[0] if args.content != "-" else None)
         job = client.submit(args.service, content=data, content_type=content_type, **kwargs)
     else:
-        job = client.submit(args.service, read_input(args), **kwargs)
+        try:
+            job = client.submit(args.service, read_input(args), **kwargs)
+        except ValidationFailed as exc:
+            if any((d.get("loc") or [None])[0] == "content" for d in exc.details):
+                exc.message += f"; this service takes a document: `{PROG} submit " \
+                               f"{args.service} --content FILE`"
+            raise
     if job.replayed:
         print(f"{PROG}: run ID {args.run_id} was used before: this is its job", file=sys.stderr)
     if not args.wait:
@@ -245,36 +348,101 @@ def cmd_wait(client: Client, args: argparse.Namespace) -> int:
     return finish(client, client.get(args.job_id), args)
 
 
+class ConnectionLost(Exception):
+    """The API stayed unreachable for the whole --reconnect window while following a job."""
+
+    def __init__(self, job: Job, seconds: float, reason: JobgateError):
+        super().__init__(f"lost the connection to the API for {seconds:.0f}s ({reason.message}); "
+                         f"job {job.job_id} goes on: `{PROG} wait {job.job_id}` resumes")
+        self.job = job
+
+
 def finish(client: Client, job: Job, args: argparse.Namespace) -> int:
     """Follow the job to its end, then print its result (or the job, with --json)."""
     try:
-        done = follow(job, args.timeout, quiet=args.quiet)
+        done = follow(job, args.timeout, quiet=args.quiet, reconnect=args.reconnect)
     except KeyboardInterrupt:
-        return fail(f"interrupted; job {job.job_id} goes on (`{PROG} cancel {job.job_id}` stops it)", 130)
+        return fail(f"interrupted; job {job.job_id} goes on (`{PROG} cancel {job.job_id}` stops "
+                    f"it, `{PROG} wait {job.job_id}` resumes)", INTERRUPTED, code="interrupted",
+                    job_id=job.job_id)
+    except ConnectionLost as exc:
+        return fail(str(exc), API_ERROR, code="connection_error", job_id=exc.job.job_id)
     ok = done.status == "succeeded"
     if ok and (args.output or not as_json(args)):
         write_result(client, done, args.output)
     if as_json(args):
         emit_json(done.to_dict())
     if not ok:
-        reason = f": {done.error.code}: {done.error.message}" if done.error else ""
-        return fail(f"job {done.job_id} {done.status}{reason}", 1)
-    return 0
+        raise JobEnded(done)
+    return OK
 
 
-def follow(job: Job, timeout: float | None, quiet: bool = False) -> Job:
-    """job.wait() with a live progress bar on a terminal (plain lines otherwise)."""
+def wait_through_drops(job: Job, timeout: float | None, reconnect: float,
+                       on_progress: Callable[[Job], None] | None = None,
+                       on_drop: Callable[[Job, str], None] | None = None) -> Job:
+    """job.wait(), retrying a lost connection with backoff for up to `reconnect` seconds in
+    a row (then ConnectionLost); `timeout` covers the whole wait, drops included."""
+    from .backoff import retry_delay
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    last = job
+    lost_since: float | None = None
+    failures = 0
+
+    def seen(j: Job) -> None:
+        nonlocal last
+        last = j
+        if on_progress is not None:
+            on_progress(j)
+
+    while True:
+        try:
+            if failures:  # one plain read first, so a success ends the outage at once
+                fresh = last.refresh()
+                failures, lost_since = 0, None
+                if (fresh.status, fresh.progress, fresh.attempts) != \
+                        (last.status, last.progress, last.attempts):
+                    seen(fresh)
+                else:
+                    last = fresh
+                if on_drop is not None:
+                    on_drop(last, "")
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0 and not last.finished:
+                raise WaitTimeout(last, timeout or 0)
+            return last.wait(remaining, on_progress=seen)
+        except ConnectionFailed as exc:
+            now = time.monotonic()
+            lost_since = now if lost_since is None else lost_since
+            failures += 1
+            left = reconnect - (now - lost_since)
+            if left <= 0:
+                raise ConnectionLost(last, now - lost_since, exc) from None
+            delay = min(retry_delay(failures, base=1.0, cap=15.0), left)
+            if deadline is not None:
+                delay = min(delay, max(0.0, deadline - now))
+            if on_drop is not None:
+                on_drop(last, f"connection lost ({exc.message}); retrying in {delay:.0f} s")
+            time.sleep(delay)
+
+
+def follow(job: Job, timeout: float | None, quiet: bool = False,
+           reconnect: float = RECONNECT_SECONDS) -> Job:
+    """Wait for the job with a live progress bar on a terminal (plain lines otherwise)."""
     from rich.console import Console
 
     console = Console(stderr=True)
     if quiet:
-        return job.wait(timeout)
+        return wait_through_drops(job, timeout, reconnect)
     if not console.is_terminal:
         def line(j: Job) -> None:
             print(f"{j.job_id} {describe(j)}", file=sys.stderr, flush=True)
 
+        def dropped(j: Job, note: str) -> None:
+            print(f"{j.job_id} {note or 'connection restored'}", file=sys.stderr, flush=True)
+
         line(job)
-        return job.wait(timeout, on_progress=line)
+        return wait_through_drops(job, timeout, reconnect, on_progress=line, on_drop=dropped)
 
     from rich.progress import (
         BarColumn,
@@ -285,40 +453,110 @@ def follow(job: Job, timeout: float | None, quiet: bool = False) -> Job:
         TimeElapsedColumn,
     )
 
-    bar = Progress(SpinnerColumn(), TextColumn("[bold]{task.fields[status]:<9}"), BarColumn(),
-                   TaskProgressColumn(), TimeElapsedColumn(), TextColumn("{task.fields[note]}"),
-                   console=console, transient=False)
+    class OutcomeBar(BarColumn):
+        """The bar turns red when the job failed or was canceled (never a green 100 %)."""
 
-    def update(j: Job) -> None:
-        note = (j.progress.message or "") if j.progress else ""
-        bar.update(task, completed=j.percent or 0.0, status=j.status, note=note)
+        def render(self, task: Any) -> Any:
+            bar = super().render(task)
+            if task.fields.get("bad"):
+                bar.complete_style = bar.finished_style = "red"
+            return bar
+
+    bar = Progress(SpinnerColumn(), TextColumn("{task.description}"),
+                   TextColumn("{task.fields[status]}"), OutcomeBar(), TaskProgressColumn(),
+                   TimeElapsedColumn(), TextColumn("{task.fields[note]}"),
+                   console=console, transient=False)
+    styles = {"succeeded": "bold green", "failed": "bold red", "canceled": "bold red",
+              "running": "bold blue", "queued": "bold yellow", "retrying": "bold yellow"}
+
+    def update(j: Job, note: str | None = None) -> None:
+        status = "retrying" if retrying(j) else j.status
+        text = note if note is not None else progress_note(j)
+        bar.update(task, completed=j.percent or 0.0, bad=j.status in ("failed", "canceled"),
+                   status=f"[{styles.get(status, 'bold')}]{status:<9}[/]", note=text)
 
     with bar:
-        task = bar.add_task(job.job_id, total=100.0, completed=0.0, status=job.status, note="")
+        task = bar.add_task(job.job_id, total=100.0, completed=0.0, status=job.status, note="",
+                            bad=False)
         update(job)
-        done = job.wait(timeout, on_progress=update)
+        done = wait_through_drops(job, timeout, reconnect, on_progress=update,
+                                  on_drop=lambda j, note: update(j, note or None))
         if done.status == "succeeded":
             bar.update(task, completed=100.0)
         update(done)
+        if done.error and not done.succeeded:
+            update(done, f"[red]{done.error.code}: {done.error.message}[/]")
     return done
 
 
+def retrying(job: Job) -> bool:
+    """Back in the queue after a failed attempt (the server will try again)."""
+    return job.status == "queued" and job.attempts > 0 and job.error is not None
+
+
+def attempt_note(job: Job) -> str:
+    """`attempt 2/3, retrying in 4 s (attempt 1: handler_error)` between attempts,
+    `attempt 2/3` while a later attempt runs; '' for a first attempt. The total and the
+    delay appear when the job resource carries them (`maxAttempts`, `retryAt`)."""
+    maximum = job.raw.get("maxAttempts")
+    of = f"/{maximum}" if maximum else ""
+    if retrying(job):
+        assert job.error is not None
+        when = _seconds_until(job.raw.get("retryAt"))
+        delay = f" in {when:.0f} s" if when is not None else ""
+        return f"attempt {job.attempts + 1}{of}, retrying{delay} " \
+               f"(attempt {job.attempts}: {job.error.code})"
+    if job.status == "running" and job.attempts > 1:
+        return f"attempt {job.attempts}{of}"
+    return ""
+
+
+def _seconds_until(stamp: Any) -> float | None:
+    from datetime import datetime
+
+    if not isinstance(stamp, str):
+        return None
+    try:
+        when = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def progress_note(job: Job) -> str:
+    message = (job.progress.message or "") if job.progress else ""
+    return " · ".join(x for x in (attempt_note(job), message) if x)
+
+
 def describe(job: Job) -> str:
+    if retrying(job):
+        return f"retrying {attempt_note(job)}"
     text = job.status
     if job.progress:
         text += f" {job.progress.percent:.0f}%"
-        if job.progress.message:
-            text += f" {job.progress.message}"
+    note = progress_note(job)
+    if note:
+        text += f" {note}"
+    if job.error and job.status in ("failed", "canceled"):
+        text += f" ({job.error.code}: {job.error.message})"
     return text
 
 
 def write_result(client: Client, job: Job, output: str | None) -> None:
     if output and output != "-":
-        client.download_result(job, output)
+        path = client.download_result(job, output)
+        print(f"{PROG}: wrote {wrote(path, job)}", file=sys.stderr)
         return
     data = client.download_result(job)
     assert isinstance(data, bytes)
     write_stdout(data)
+
+
+def wrote(path: Any, job: Job | None = None) -> str:
+    """`1234 bytes (application/json) to out.json`: what a download left on disk."""
+    size = Path(path).stat().st_size
+    kind = f" ({job.result_type})" if job is not None and job.result_type else ""
+    return f"{size} bytes{kind} to {path}"
 
 
 def cmd_status(client: Client, args: argparse.Namespace) -> int:
@@ -384,6 +622,8 @@ def cmd_result(client: Client, args: argparse.Namespace) -> int:
         path = client.download_result(args.job_id, args.output)
         if as_json(args):
             emit_json({"jobId": args.job_id, "path": str(path), "bytes": Path(path).stat().st_size})
+        else:
+            print(f"{PROG}: wrote {wrote(path)}", file=sys.stderr)
         return 0
     data = client.download_result(args.job_id)
     assert isinstance(data, bytes)
