@@ -16,7 +16,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml client/
 	@if [ ! -x $(PY) ]; then \
 	  if [ -z "$(PYTHON312)" ]; then echo "error: Python 3.12+ not found (install python3.12, or pyenv install 3.12)" >&2; exit 1; fi; \
 	  echo "creating $(VENV) with $(PYTHON312)"; "$(PYTHON312)" -m venv $(VENV); fi
-	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q --upgrade "pip<26.3"  # chalice 1.34 requires pip<26.3
 	$(PY) -m pip install -q -r requirements-dev.txt
 	$(PY) -m pip install -q -e . -e client
 	@touch $@
