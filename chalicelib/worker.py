@@ -224,6 +224,7 @@ class Worker:
         log.warning("handler failed", extra={"jobId": job.job_id, "attempt": job.attempts})
         if job.attempts < job.max_attempts:
             try:
+                self._keep_attempt_log(job, token, ctx)
                 self.store.release(job.tenant, job.job_id, token, "handler_error", message)
             except Conflict:
                 return  # canceled meanwhile
@@ -278,6 +279,8 @@ class Worker:
             if lost.job is not None and lost.job.terminal:
                 self.after_end(lost.job, fresh=False)
             return None
+        if "logKey" in values and job.log_key and job.log_key != values["logKey"]:
+            self.blobs.delete(job.log_key)  # earlier attempts' log, copied into the new one
         telemetry.metric(f"Jobs{status.title()}", JobService=job.service)
         if status == SUCCEEDED and ended.started_at is not None:
             telemetry.metric("JobDuration", round(now - ended.started_at, 3), "Seconds",
@@ -287,15 +290,44 @@ class Worker:
         return ended
 
     def _store_log(self, job: Job, token: str, lines: list[str]) -> dict[str, Any]:
-        if not lines:
+        """The job's whole log so far, as item values: the earlier attempts' log (kept on
+        the item by `_keep_attempt_log`, inline or in S3) followed by this attempt's lines
+        under a `--- attempt n of m ---` header. Inline while it fits the inline limit,
+        else one S3 object under this lease's key (a lapsed worker never overwrites it)."""
+        earlier = self._earlier_log(job)
+        if not lines and not earlier:
             return {}
-        text = "\n".join(lines) + "\n"
+        text = earlier
+        if lines:
+            text += f"--- attempt {job.attempts} of {job.max_attempts} ---\n"
+            text += "\n".join(lines) + "\n"
         data = text.encode()
         if len(data) <= self.settings.inline_log_limit:
-            return {"logInline": text, "logSize": len(data)}
+            return {"logInline": text, "logSize": len(data), "logKey": None}
         key = log_key(job.tenant, job.job_id, token)
         self.blobs.put(key, data, "text/plain; charset=utf-8")
-        return {"logKey": key, "logSize": len(data)}
+        return {"logKey": key, "logSize": len(data), "logInline": None}
+
+    def _earlier_log(self, job: Job) -> str:
+        if job.log_key:
+            data = self.blobs.get(job.log_key)
+            return data.decode("utf-8", "replace") if data else ""
+        return job.log_inline or ""
+
+    def _keep_attempt_log(self, job: Job, token: str, ctx: RunContext) -> None:
+        """Before a failed attempt gives the job back, write its log lines onto the item
+        (under its lease), so the next attempt's log starts with them. Raises Conflict
+        when the lease was lost meanwhile."""
+        values = self._store_log(job, token, ctx.lines)
+        if not values:
+            return
+        try:
+            self.store.heartbeat(job.tenant, job.job_id, token, values)
+        except Conflict:
+            self.blobs.delete(values.get("logKey"))
+            raise
+        if job.log_key and job.log_key != values.get("logKey"):
+            self.blobs.delete(job.log_key)
 
 
 class _IterStream:
