@@ -38,6 +38,7 @@ class Settings:
     job_ttl_seconds: int = 2_592_000
     inline_log_limit: int = 4096
     presign_max_seconds: int = 3600
+    link_secret: str = ""  # JOBGATE_LINK_SECRET: signs result links (chalicelib/links.py)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -63,4 +64,5 @@ class Settings:
             callback_max_retries=_int(env, "CALLBACK_MAX_RETRIES", cls.callback_max_retries),
             result_ttl_seconds=_int(env, "RESULT_TTL_SECONDS", cls.result_ttl_seconds),
             job_ttl_seconds=_int(env, "JOB_TTL_SECONDS", cls.job_ttl_seconds),
+            link_secret=env.get("JOBGATE_LINK_SECRET", ""),
         )

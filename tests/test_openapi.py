@@ -24,8 +24,10 @@ API_MD = {
     ("get", "/v1/jobs/{jobId}/result"), ("get", "/v1/jobs/{jobId}/log"),
     ("get", "/v1/jobs/{jobId}/deliveries"), ("post", "/v1/jobs/{jobId}/deliveries"),
     ("get", "/v1/services"), ("get", "/v1/health"), ("get", "/openapi.json"), ("get", "/dashboard"),
+    ("get", "/v1/results/{token}"),
 }
-PUBLIC = {("get", "/v1/health"), ("get", "/openapi.json"), ("get", "/dashboard")}
+PUBLIC = {("get", "/v1/health"), ("get", "/openapi.json"), ("get", "/dashboard"),
+          ("get", "/v1/results/{token}")}
 
 
 @pytest.fixture(scope="module")
