@@ -18,6 +18,7 @@ from . import services
 from .api import JobsApi
 from .batch import Record
 from .blobs import BlobStore, content_key
+from .capacity import QueueCapacity
 from .connections import Clients, create_clients
 from .jobs import QUEUED, SUCCEEDED, Job
 from .messages import Malformed, Retry, parse_job_message
@@ -155,7 +156,8 @@ def event_id(job: Job) -> str:
 def build(settings: Settings, clients: Clients) -> Runtime:
     store = JobStore(clients.dynamodb, settings.table_name)
     blobs = BlobStore(clients.s3, settings.bucket_name)
-    dispatcher = Dispatcher(clients.sqs, settings.jobs_queue_url, settings.callbacks_queue_url)
+    dispatcher = Dispatcher(clients.sqs, settings.jobs_queue_url, settings.callbacks_queue_url,
+                            capacity=QueueCapacity(clients.dynamodb, settings.table_name))
     tenants = TenantStore(clients.dynamodb, settings.table_name)
     view = JobView(blobs, settings)
     secret = os.environ.get("JOBGATE_CURSOR_SECRET") or hashlib.sha256(

@@ -11,12 +11,14 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from . import services, telemetry
 from .blobs import BlobStore, log_key, result_key
+from .capacity import holds_place
 from .ids import new_job_id
-from .jobs import FAILED, RUNNING, SUCCEEDED, Job, iso, retry_delay
+from .jobs import FAILED, QUEUED, RUNNING, SUCCEEDED, Job, iso, retry_delay
 from .messages import Retry, parse_job_message
 from .queue import Dispatcher
 from .services.base import LEVELS, Canceled, Result
@@ -131,6 +133,8 @@ class Worker:
         telemetry.bind(service=job.service, attempt=job.attempts)
         if job.attempts == 1:
             telemetry.metric("QueueWait", round(now - job.created_at, 3), "Seconds")
+        if holds_place(job, claimed=True):
+            self._left_queue(job)
         if service is None:
             self._end(job, token, FAILED, {"errorCode": "unknown_service",
                                            "errorMessage": f"service {job.service!r} is gone"})
@@ -168,9 +172,20 @@ class Worker:
             if lost.job is not None and lost.job.terminal:
                 self.after_end(lost.job, fresh=False)
             return
+        if job.status == QUEUED and holds_place(job):
+            self._left_queue(job)  # it never started
         telemetry.metric("JobsFailed", JobService=job.service)
         log.warning("abandoned job failed", extra={"errorCode": code})
         self.after_end(ended)
+
+    def _left_queue(self, job: Job) -> None:
+        """Give back the job's place among the jobs waiting (chalicelib/capacity.py)."""
+        if self.dispatcher.capacity is None:
+            return
+        try:
+            self.dispatcher.capacity.release(job.job_id, self.settings.max_queue_depth)
+        except (ClientError, BotoCoreError):
+            log.warning("a waiting-count place was not given back (repaired later)")
 
     def _with_event(self, job: Job, status: str, values: dict[str, Any], now: float
                     ) -> dict[str, Any]:

@@ -276,7 +276,9 @@ def test_concurrent_submits_read_each_capacity_hint_once(env: Any, hint_reads: C
     for t in threads:
         t.join(30)
     assert failures == []
-    assert hint_reads == {"active": 1, "depth": 1}, dict(hint_reads)
+    # The queue's bound is a conditional write per submit (chalicelib/capacity.py): no depth
+    # read while submits are accepted.
+    assert hint_reads == {"active": 1}, dict(hint_reads)
 
 
 def test_a_slow_active_count_is_still_reused(env: Any, hint_reads: Counter[str]) -> None:
