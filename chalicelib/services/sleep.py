@@ -29,8 +29,9 @@ def run(data: SleepInput, ctx: Context) -> Any:
     # Progress writes are throttled, and a write carries whatever is pending when it
     # happens. STEP i is therefore set right after progress i-1 (no time passes between
     # them, so it never starts a write of its own) and is written together with progress
-    # i, after step i's sleep: every stored state shows the same step twice.
-    ctx.progress(0.0, f"step 0/{data.steps}")
+    # i, after step i's sleep: every stored state shows the same step twice. The first
+    # call of a job always writes: STEP 0, before any progress.
+    ctx.set_variable("STEP", 0)
     for i in range(1, data.steps + 1):
         ctx.set_variable("STEP", i)
         if ctx.canceled:
