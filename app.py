@@ -173,6 +173,14 @@ def get_result(rt: Any, request: Any, tenant: Any, jobId: str) -> Response:  # n
     return Response(body="", status_code=303, headers={"Location": url, "Cache-Control": "no-store"})
 
 
+@endpoint("/v1/results/{token}", ["GET"], auth=False)
+def follow_result_link(rt: Any, request: Any, tenant: Any, token: str) -> Response:
+    """A job's `resultUrl`: the link is the credential (signed, until `validUntil`)."""
+    url = rt.view.follow_link(token, rt.store)
+    return Response(body="", status_code=303, headers={"Location": url, "Cache-Control": "no-store",
+                                                        "Referrer-Policy": "no-referrer"})
+
+
 @endpoint("/v1/jobs/{jobId}/log", ["GET"])
 def get_log(rt: Any, request: Any, tenant: Any, jobId: str) -> Response:  # noqa: N803
     url, text = rt.api.log(tenant, jobId)

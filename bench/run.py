@@ -10,6 +10,7 @@ bench/results.json.
 3. Submit cost: POST /v1/jobs against a bare Chalice route doing one PutItem + one SendMessage.
 4. Listing cost: items read and time for one page of 20 with 1,000 and 10,000 jobs stored.
 5. Throughput of the local runner: N echo jobs end to end over HTTP.
+6. Memory: the dataload handler's peak allocation per MB of its input document.
 
 Benchmarks measure; they assert nothing (the tests do that)."""
 
@@ -713,6 +714,73 @@ def wait_idle(get: Callable[[str], Any], timeout: float) -> None:
     raise RuntimeError("the runner did not finish its jobs")
 
 
+# -- memory of a service per byte of input ----------------------------------------------------
+
+class _Ctx:
+    """The handler context, in process: no AWS, nothing kept but the variables."""
+
+    job_id = "01BENCHJOB"
+
+    def __init__(self, content: bytes, content_type: str, variables: dict[str, str]):
+        self.content, self.content_type, self.variables = content, content_type, variables
+        self.canceled = False
+
+    def log(self, message: str, level: int = 1) -> None:
+        pass
+
+    def progress(self, percent: float, message: str | None = None) -> None:
+        pass
+
+    def set_variable(self, name: str, value: object) -> None:
+        pass
+
+    def remaining_seconds(self) -> float:
+        return 300.0
+
+
+def dataload_peak(content: bytes, content_type: str, **variables: str) -> int:
+    """Peak bytes the dataload handler allocates (tracemalloc), its streamed result read a
+    chunk at a time as the worker's upload reads it; after one untraced warm-up run."""
+    import tracemalloc
+
+    from chalicelib.services import dataload
+    from chalicelib.services.base import Result
+
+    def once() -> None:
+        out = dataload.run(dataload.DataloadInput(), _Ctx(content, content_type, variables))
+        if isinstance(out, Result) and not isinstance(out.body, bytes | bytearray):
+            for _ in out.body:
+                pass
+
+    once()
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        once()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def bench_memory() -> dict[str, Any]:
+    """The red team's document (1,000 header fields, 5,000 one-field rows, 15 KB) and a
+    plain 1 MB CSV: the dataload handler's peak memory per MB of input (target <= 10)."""
+    attack = (",".join(f"f{i}" for i in range(1000)) + "\n" + "1\n" * 5000).encode()
+    plain = ("id,name,score\n" + "".join(f"{i},name{i},{i % 97}\n" for i in range(60_000))
+             ).encode()
+    docs = {"wide_header_attack": (attack, "text/csv"), "plain_csv": (plain, "text/csv"),
+            "json_array": (json.dumps([{"id": i, "name": f"n{i}"} for i in range(30_000)]
+                                      ).encode(), "application/json")}
+    out: dict[str, Any] = {}
+    for name, (doc, kind) in docs.items():
+        peak = dataload_peak(doc, kind)
+        out[name] = {"input_bytes": len(doc), "peak_bytes": peak,
+                     "peak_memory_per_input_mb": round(peak / len(doc), 2)}
+    out["dataload_peak_memory_per_input_mb"] = max(
+        v["peak_memory_per_input_mb"] for v in out.values())
+    return out
+
+
 # -- report -----------------------------------------------------------------------------------
 
 def table(title: str, rows: list[tuple[str, ...]]) -> str:
@@ -727,8 +795,8 @@ def table(title: str, rows: list[tuple[str, ...]]) -> str:
 
 
 def report(r: dict[str, Any]) -> str:
-    req, cold, sub, lst, thr = (r["detail"][k] for k in
-                                ("requests", "cold_start", "submit", "listing", "throughput"))
+    req, cold, sub, lst, thr, mem = (r["detail"][k] for k in (
+        "requests", "cold_start", "submit", "listing", "throughput", "memory"))
     out = []
     rows = [("phase", "operation", "requests/job")]
     for phase, ops in req["by_phase"].items():
@@ -790,6 +858,13 @@ def report(r: dict[str, Any]) -> str:
                          ("submits/s accepted", f"{thr['submit_rate_per_s']:.1f}"),
                          ("worker start -> end p50 (ms)", f"{thr['run_time_p50_ms']:.1f}"),
                          ("succeeded / errors", f"{thr['succeeded']} / {thr['errors']}")]))
+    rows = [("document", "input bytes", "peak bytes", "MB per MB of input")]
+    for name, v in mem.items():
+        if isinstance(v, dict):
+            rows.append((name, str(v["input_bytes"]), str(v["peak_bytes"]),
+                         f"{v['peak_memory_per_input_mb']:.2f}"))
+    rows.append(("worst (target <= 10)", "", "", f"{mem['dataload_peak_memory_per_input_mb']:.2f}"))
+    out.append(table("6. dataload peak memory per MB of input (tracemalloc, handler only)", rows))
     return "\n\n".join(out)
 
 
@@ -814,6 +889,7 @@ def main(argv: list[str] | None = None) -> int:
         detail[name]["bench_seconds"] = round(time.monotonic() - t, 1)
 
     step("cold_start", bench_cold_import)
+    step("memory", bench_memory)
     with embedded() as e:
         logging.getLogger("jobgate").setLevel(logging.ERROR)
         step("requests", lambda: bench_requests(e, args.lifecycles))
@@ -830,6 +906,8 @@ def main(argv: list[str] | None = None) -> int:
         "throughput_jobs_per_s": detail["throughput"]["throughput_jobs_per_s"],
         "latency_p50_s": detail["throughput"]["latency_p50_s"],
         "latency_p99_s": detail["throughput"]["latency_p99_s"],
+        "dataload_peak_memory_per_input_mb":
+            detail["memory"]["dataload_peak_memory_per_input_mb"],
         "detail": detail,
         "machine": {"python": sys.version.split()[0], "cpus": os.cpu_count(),
                     "platform": sys.platform},

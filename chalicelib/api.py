@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from . import services, telemetry
 from .blobs import BlobStore, content_key
+from .capacity import holds_place
 from .errors import ApiError, bad_request, conflict, not_found, validation_error
 from .ids import is_job_id, new_job_id
 from .jobs import CANCELED, QUEUED, Job, presign_seconds
@@ -135,7 +136,7 @@ class JobsApi:
         if content is not None and len(content) <= INLINE_CONTENT_LIMIT:
             job.content_inline = content
         _check_item_size(job)
-        self._check_capacity(tenant)
+        self._check_capacity(tenant, job.job_id)
         try:
             if content is not None:
                 if job.content_inline is None:
@@ -144,37 +145,62 @@ class JobsApi:
                                    content_type or "application/octet-stream")
             self.store.create(job)
         except RunIdTaken as taken:
+            self._give_back(job.job_id)
             self._drop_content(job)
             return self._replay(tenant, req.run_id or "", taken.job_id, taken.request_hash,
                                 request_hash)
         except (ClientError, BotoCoreError) as exc:
+            self._give_back(job.job_id)
             self._drop_content(job)
             raise unavailable(f"cannot store the job now ({_aws_code(exc)})") from exc
         try:
             if service.runs_on != "worker":  # workers claim from the claim index instead
                 self.dispatcher.send_job(tenant.name, job.job_id, job.service)
         except (ClientError, BotoCoreError) as exc:
+            self._give_back(job.job_id)
             self._forget(job)
             raise unavailable(f"cannot queue the job now ({_aws_code(exc)})") from exc
         telemetry.metric("JobsSubmitted", JobService=service.name)
         return Submitted(job, replayed=False)
 
-    def _check_capacity(self, tenant: Tenant) -> None:
-        """503 above the queue depth, 429 above the tenant's active jobs. Both figures are
-        cached for a few seconds per container: one AWS call per interval, not per submit."""
+    def _check_capacity(self, tenant: Tenant, job_id: str) -> None:
+        """429 above the tenant's active jobs (a hint, cached a few seconds per container),
+        then 503 unless a place among the jobs waiting is reserved (chalicelib/capacity.py:
+        a conditional counter, exact under a burst). The caller gives the place back when
+        the submit fails after this."""
+        limit = tenant.max_active or self.settings.tenant_max_active
         try:
-            waiting = self.dispatcher.jobs_waiting()
-            limit = tenant.max_active or self.settings.tenant_max_active
             active = self.active.count(tenant.name, limit + 1)
         except (ClientError, BotoCoreError):
-            return  # the figures are hints; SendMessage itself still decides
-        if waiting >= self.settings.max_queue_depth:
-            raise unavailable(f"{waiting} jobs are waiting; try again later", retry_after=30)
+            active = 0  # a hint; the reservation below still holds the queue's bound
         if active >= limit:
             raise ApiError(429, "quota_exceeded",
                            f"{active} jobs queued or running; this tenant may have {limit}",
                            headers={"Retry-After": "10"})
+        capacity = self.dispatcher.capacity
+        if capacity is not None:
+            try:
+                taken, counted = capacity.reserve(job_id, self.settings.max_queue_depth)
+            except (ClientError, BotoCoreError) as exc:
+                raise unavailable(f"cannot queue the job now ({_aws_code(exc)})") from exc
+            if not taken:
+                try:
+                    capacity.repair(counted, self.dispatcher.messages_held(),
+                                    self.settings.max_queue_depth)
+                except (ClientError, BotoCoreError):
+                    pass  # repaired on a later refusal
+                raise unavailable(f"{counted} jobs are waiting; try again later", retry_after=30)
         self.active.added(tenant.name)
+
+    def _give_back(self, job_id: str) -> None:
+        """A job that held a place and left the queue before it started (its submit failed
+        after reserving, or it was canceled while queued): the place is free again."""
+        if self.dispatcher.capacity is None:
+            return
+        try:
+            self.dispatcher.capacity.release(job_id, self.settings.max_queue_depth)
+        except (ClientError, BotoCoreError):
+            pass  # a lost place; `repair` finds it once submits are refused
 
     def _forget(self, job: Job) -> None:
         try:
@@ -301,6 +327,8 @@ class JobsApi:
                 raise not_found() from None
             raise conflict("job_finished", f"job is already {exc.job.status}") from None
         telemetry.metric("JobsCanceled", JobService=job.service)
+        if before.status == QUEUED and holds_place(before):
+            self._give_back(job_id)
         return apply(before, {"status": CANCELED, "completedAt": now, **values}), \
             before.status != QUEUED
 

@@ -343,6 +343,24 @@ def _document() -> dict[str, Any]:
                 },
             },
         },
+        "/v1/results/{token}": {
+            "parameters": [{"name": "token", "in": "path", "required": True,
+                            "description": "The signed part of a job's `resultUrl`.",
+                            "schema": {"type": "string"}}],
+            "get": {
+                "operationId": "followResultLink", "tags": ["jobs"], "security": [],
+                "summary": "Download a result through its `resultUrl` (no credentials)",
+                "description": "A job's `resultUrl` is this route with a token signed by the "
+                               "deployment: whoever holds it may download that one result until "
+                               "`validUntil`, nothing else. Redirects to a fresh presigned URL.",
+                "responses": {
+                    "303": _see_other("See Other: GET `Location` (no credentials) for the result."),
+                    **_errors(e403="Not a valid link: malformed or tampered with (`invalid_link`).",
+                              e404="The job or its result is gone (`not_found`).",
+                              e410="Past `validUntil` (`result_expired`).", e503=""),
+                },
+            },
+        },
         "/v1/jobs/{jobId}/log": {
             "parameters": [_param("JobId")],
             "get": {

@@ -1,22 +1,28 @@
-"""SQS: job and callback messages, and a cached view of the jobs queue's depth."""
+"""SQS: job and callback messages; the count of jobs waiting (chalicelib/capacity.py) and a
+cached view of how many messages the jobs queue holds, which repairs that count."""
 
 from __future__ import annotations
 
 import json
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .messages import JobMessage
+
+if TYPE_CHECKING:
+    from .capacity import QueueCapacity
 
 MAX_VISIBILITY = 43_200 - 300
 
 
 class Dispatcher:
-    def __init__(self, client: Any, jobs_url: str, callbacks_url: str, depth_ttl: float = 10.0):
+    def __init__(self, client: Any, jobs_url: str, callbacks_url: str, depth_ttl: float = 10.0,
+                 capacity: QueueCapacity | None = None):
         self._sqs = client
         self.jobs_url = jobs_url
         self.callbacks_url = callbacks_url
+        self.capacity = capacity  # None: no back-pressure on the queue
         self._depth_ttl = depth_ttl
         self._depth: tuple[float, int] | None = None
         self._lock = threading.Lock()
@@ -46,10 +52,11 @@ class Dispatcher:
             VisibilityTimeout=max(0, min(MAX_VISIBILITY, seconds)),
         )
 
-    def jobs_waiting(self, now: float | None = None) -> int:
-        """Approximate jobs-queue depth, refreshed at most every `depth_ttl` seconds, so the
-        back-pressure check costs one SQS call per container per interval, not per submit:
-        one request reads it, concurrent ones use the stale figure (or wait for the first)."""
+    def messages_held(self, now: float | None = None) -> int:
+        """Approximate messages in the jobs queue, in flight included (an upper bound of the
+        jobs waiting), refreshed at most every `depth_ttl` seconds: read only when a submit
+        is refused, to find places of the waiting count that were never given back. One
+        request reads it; concurrent ones use the stale figure (or wait for the first)."""
         def clock() -> float:
             return time.monotonic() if now is None else now
 
@@ -63,13 +70,11 @@ class Dispatcher:
             with self._lock:
                 if self._depth and clock() - self._depth[0] < self._depth_ttl:
                     return self._depth[1]
-            attrs = self._sqs.get_queue_attributes(
-                QueueUrl=self.jobs_url,
-                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed"],
-            )["Attributes"]
-            depth = int(attrs.get("ApproximateNumberOfMessages", 0)) + int(
-                attrs.get("ApproximateNumberOfMessagesDelayed", 0)
-            )
+            names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed",
+                     "ApproximateNumberOfMessagesNotVisible"]
+            attrs = self._sqs.get_queue_attributes(QueueUrl=self.jobs_url,
+                                                   AttributeNames=names)["Attributes"]
+            depth = sum(int(attrs.get(name, 0)) for name in names)
             with self._lock:
                 self._depth = (clock(), depth)
             return depth

@@ -16,6 +16,7 @@ from . import cursor_secret, services
 from .api import JobsApi
 from .batch import Record
 from .blobs import BlobStore, content_key
+from .capacity import QueueCapacity
 from .connections import Clients, create_clients
 from .jobs import QUEUED, SUCCEEDED, Job
 from .leases import make_claimable
@@ -197,7 +198,8 @@ def build(settings: Settings, clients: Clients, env: Mapping[str, str] | None = 
     """`env` (default: the process environment) names the cursor secret (cursor_secret)."""
     store = JobStore(clients.dynamodb, settings.table_name)
     blobs = BlobStore(clients.s3, settings.bucket_name)
-    dispatcher = Dispatcher(clients.sqs, settings.jobs_queue_url, settings.callbacks_queue_url)
+    dispatcher = Dispatcher(clients.sqs, settings.jobs_queue_url, settings.callbacks_queue_url,
+                            capacity=QueueCapacity(clients.dynamodb, settings.table_name))
     tenants = TenantStore(clients.dynamodb, settings.table_name)
     view = JobView(blobs, settings, tenant_of=tenants.get_tenant_cached)
     secret = cursor_secret.resolve(os.environ if env is None else env, settings.region)

@@ -47,6 +47,7 @@ class Settings:
     job_max_runtime_seconds: int = 86_400
     trusted_proxy: bool = False  # a proxy we trust sets X-Forwarded-Host/-Proto
     public_url: str = ""  # scheme://host[:port] of this API where API Gateway does not say it
+    link_secret: str = ""  # JOBGATE_LINK_SECRET: signs result links (chalicelib/links.py)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -79,4 +80,5 @@ class Settings:
                                          cls.job_max_runtime_seconds),
             trusted_proxy=_bool(env.get("JOBGATE_TRUSTED_PROXY")),
             public_url=env.get("JOBGATE_PUBLIC_URL", "").strip().rstrip("/"),
+            link_secret=env.get("JOBGATE_LINK_SECRET", ""),
         )

@@ -1,20 +1,27 @@
-"""How records become response bodies: the job resource (with a fresh presigned result
-URL), the webhook event, the service list."""
+"""How records become response bodies: the job resource (with its signed result link), the
+webhook event, the service list; and following a result link."""
 
 from __future__ import annotations
 
 import json
+import logging
+import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import services
+from . import links, services
 from .blobs import BlobStore
+from .errors import ApiError
 from .jobs import Job, iso, presign_seconds, to_resource
 from .models import Delivery, JobResource, ServiceInfo, ServiceList
 from .settings import Settings
 
+if TYPE_CHECKING:
+    from .store import JobStore
+
 EVENT_TYPE = "job.finished"
+log = logging.getLogger("jobgate.views")
 
 
 class JobView:
@@ -25,16 +32,53 @@ class JobView:
 
     def resource(self, job: Job, base: str | None = None) -> JobResource:
         now = self.clock()
+        base = base or job.base_url or ""
         result_url = None
         if job.result_valid(now):
-            seconds = presign_seconds(job.valid_until or now, now, self.settings.presign_max_seconds)
-            result_url = self.blobs.presign(job.result_key or "", seconds)
+            try:
+                result_url = self.result_link(job, base)
+            except links.MissingSecret:  # fail closed: no link rather than a guessable one
+                log.error("JOBGATE_LINK_SECRET is not set: resultUrl left out")
         service = services.get(job.service)
-        base = base or job.base_url or ""
         return to_resource(
             job, job_url=f"{base}/v1/jobs/{job.job_id}", result_url=result_url,
             status_variables=list(service.status_variables) if service else [],
         )
+
+    def result_link(self, job: Job, base: str) -> str:
+        """`resultUrl`: our signed link to this job's result, valid until `validUntil`
+        (absolute, from the request's base or the job's, so it keeps the stage prefix)."""
+        link = links.Link(job.tenant, job.job_id, links.result_version(job.result_key or ""),
+                          math.floor(job.valid_until or 0))
+        return f"{base}/v1/results/{links.sign(self._link_key(), link)}"
+
+    def follow_link(self, token: str, store: JobStore) -> str:
+        """GET /v1/results/{token}: a fresh short presigned URL of the linked result.
+        403 `invalid_link` (not signed by us: malformed or tampered), 410 `result_expired`
+        (past `validUntil`), 404 `not_found` (the job or that result is gone)."""
+        try:
+            key = self._link_key()
+        except links.MissingSecret:
+            raise ApiError(503, "unavailable", "result links are not configured",
+                           headers={"Retry-After": "60"}) from None
+        try:
+            link = links.verify(key, token)
+        except links.InvalidLink:
+            raise ApiError(403, "invalid_link", "this is not a valid result link") from None
+        now = self.clock()
+        if now > link.expires:
+            raise ApiError(410, "result_expired", "the result is no longer available")
+        job = store.get(link.tenant, link.job_id, now)
+        if job is None or not job.result_key or \
+                links.result_version(job.result_key) != link.version:
+            raise ApiError(404, "not_found", "the linked result no longer exists")
+        if not job.result_valid(now):
+            raise ApiError(410, "result_expired", "the result is no longer available")
+        seconds = presign_seconds(job.valid_until or now, now, self.settings.presign_max_seconds)
+        return self.blobs.presign(job.result_key, seconds)
+
+    def _link_key(self) -> bytes:
+        return links.link_secret(self.settings.link_secret)
 
     def event(self, job: Job) -> str:
         """The webhook body for the job's end, rendered once and stored with the terminal

@@ -12,12 +12,14 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from . import services, telemetry
 from .blobs import BlobStore, log_key, result_key
+from .capacity import holds_place
 from .ids import new_job_id
-from .jobs import FAILED, RUNNING, SUCCEEDED, Job, iso, retry_delay
+from .jobs import FAILED, QUEUED, RUNNING, SUCCEEDED, Job, iso, retry_delay
 from .messages import Retry, parse_job_message
 from .queue import MAX_VISIBILITY, Dispatcher
 from .services._deadline import call_with_deadline
@@ -175,6 +177,8 @@ class Worker:
         telemetry.bind(service=job.service, attempt=job.attempts)
         if job.attempts == 1:
             telemetry.metric("QueueWait", round(now - job.created_at, 3), "Seconds")
+        if holds_place(job, claimed=True):
+            self._left_queue(job)
         if service is None:
             self._end(job, token, FAILED, {"errorCode": "unknown_service",
                                            "errorMessage": f"service {job.service!r} is gone"})
@@ -212,9 +216,20 @@ class Worker:
             if lost.job is not None and lost.job.terminal:
                 self.after_end(lost.job, fresh=False)
             return
+        if job.status == QUEUED and holds_place(job):
+            self._left_queue(job)  # it never started
         telemetry.metric("JobsFailed", JobService=job.service)
         log.warning("abandoned job failed", extra={"errorCode": code})
         self.after_end(ended)
+
+    def _left_queue(self, job: Job) -> None:
+        """Give back the job's place among the jobs waiting (chalicelib/capacity.py)."""
+        if self.dispatcher.capacity is None:
+            return
+        try:
+            self.dispatcher.capacity.release(job.job_id, self.settings.max_queue_depth)
+        except (ClientError, BotoCoreError):
+            log.warning("a waiting-count place was not given back (repaired later)")
 
     def _with_event(self, job: Job, status: str, values: dict[str, Any], now: float
                     ) -> dict[str, Any]:
@@ -307,6 +322,7 @@ class Worker:
         if job.attempts < job.max_attempts:
             again = "retry_requested" if isinstance(exc, RetryRequested) else code
             try:
+                self._keep_attempt_log(job, token, ctx)
                 self.store.release(job.tenant, job.job_id, token, again, message)
             except Conflict:
                 return  # canceled meanwhile
@@ -362,6 +378,8 @@ class Worker:
             if lost.job is not None and lost.job.terminal:
                 self.after_end(lost.job, fresh=False)
             return None
+        if "logKey" in values and job.log_key and job.log_key != values["logKey"]:
+            self.blobs.delete(job.log_key)  # earlier attempts' log, copied into the new one
         telemetry.metric(f"Jobs{status.title()}", JobService=job.service)
         if status == SUCCEEDED and ended.started_at is not None:
             telemetry.metric("JobDuration", round(now - ended.started_at, 3), "Seconds",
@@ -371,15 +389,44 @@ class Worker:
         return ended
 
     def _store_log(self, job: Job, token: str, lines: list[str]) -> dict[str, Any]:
-        if not lines:
+        """The job's whole log so far, as item values: the earlier attempts' log (kept on
+        the item by `_keep_attempt_log`, inline or in S3) followed by this attempt's lines
+        under a `--- attempt n of m ---` header. Inline while it fits the inline limit,
+        else one S3 object under this lease's key (a lapsed worker never overwrites it)."""
+        earlier = self._earlier_log(job)
+        if not lines and not earlier:
             return {}
-        text = "\n".join(lines) + "\n"
+        text = earlier
+        if lines:
+            text += f"--- attempt {job.attempts} of {job.max_attempts} ---\n"
+            text += "\n".join(lines) + "\n"
         data = text.encode()
         if len(data) <= self.settings.inline_log_limit:
-            return {"logInline": text, "logSize": len(data)}
+            return {"logInline": text, "logSize": len(data), "logKey": None}
         key = log_key(job.tenant, job.job_id, token)
         self.blobs.put(key, data, "text/plain; charset=utf-8")
-        return {"logKey": key, "logSize": len(data)}
+        return {"logKey": key, "logSize": len(data), "logInline": None}
+
+    def _earlier_log(self, job: Job) -> str:
+        if job.log_key:
+            data = self.blobs.get(job.log_key)
+            return data.decode("utf-8", "replace") if data else ""
+        return job.log_inline or ""
+
+    def _keep_attempt_log(self, job: Job, token: str, ctx: RunContext) -> None:
+        """Before a failed attempt gives the job back, write its log lines onto the item
+        (under its lease), so the next attempt's log starts with them. Raises Conflict
+        when the lease was lost meanwhile."""
+        values = self._store_log(job, token, ctx.lines)
+        if not values:
+            return
+        try:
+            self.store.heartbeat(job.tenant, job.job_id, token, values)
+        except Conflict:
+            self.blobs.delete(values.get("logKey"))
+            raise
+        if job.log_key and job.log_key != values.get("logKey"):
+            self.blobs.delete(job.log_key)
 
 
 class _IterStream:

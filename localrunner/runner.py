@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -96,6 +97,7 @@ class LocalService:
 
         from .provision import local_runtime
 
+        env.setdefault("JOBGATE_LINK_SECRET", secrets.token_hex(32))
         api_key = env.get("JOBGATE_API_KEY") or new_api_key()
         secret = env.get("JOBGATE_WEBHOOK_SECRET") or new_webhook_secret()
         tenants = [("dev", api_key, secret), *parse_tenants(env.get("JOBGATE_TENANTS", ""))]

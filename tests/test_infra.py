@@ -788,8 +788,10 @@ def run_lifecycle(d: Deployment, hooks: str) -> list[tuple[str, str]]:
     presigned = []
     for job_id in (echo["jobId"], noisy["jobId"], dead["jobId"]):
         job = json.loads(d.request("GET", f"/v1/jobs/{job_id}").body)
-        if job.get("resultUrl"):
-            bucket, key = presigned_object(job["resultUrl"])
+        if job.get("resultUrl"):  # our link: following it answers 303 to a presigned URL
+            link = d.request("GET", "/v1/results/" + job["resultUrl"].rsplit("/", 1)[1])
+            assert link.status_code == 303, link.body
+            bucket, key = presigned_object(link.headers["Location"])
             presigned.append(("s3:GetObject", f"arn:aws:s3:::{bucket}/{key}"))
     assert json.loads(d.request("GET", f"/v1/jobs/{dead['jobId']}").body)["status"] == "failed"
     resp = d.request("GET", f"/v1/jobs/{echo['jobId']}/result")

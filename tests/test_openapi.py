@@ -24,7 +24,8 @@ API_MD = {
     ("get", "/v1/jobs/{jobId}/result"), ("get", "/v1/jobs/{jobId}/log"),
     ("get", "/v1/jobs/{jobId}/deliveries"), ("post", "/v1/jobs/{jobId}/deliveries"),
     ("get", "/v1/services"), ("get", "/v1/health"), ("get", "/openapi.json"), ("get", "/dashboard"),
-    ("get", "/favicon.ico"), ("post", "/v1/worker/claim"), ("post", "/v1/worker/jobs/{jobId}/heartbeat"),
+    ("get", "/favicon.ico"), ("get", "/v1/results/{token}"),
+    ("post", "/v1/worker/claim"), ("post", "/v1/worker/jobs/{jobId}/heartbeat"),
     ("post", "/v1/worker/jobs/{jobId}/complete"), ("post", "/v1/worker/jobs/{jobId}/fail"),
     # compatibility routes (API.md "Compatibility routes")
     ("get", "/hop/asyncRun"), ("post", "/hop/asyncRun"), ("get", "/hop/asyncStatus"),
@@ -34,7 +35,7 @@ API_MD = {
 }
 WORKER = {op for op in API_MD if "/v1/worker/" in op[1]}
 PUBLIC = {("get", "/v1/health"), ("get", "/openapi.json"), ("get", "/dashboard"),
-          ("get", "/favicon.ico")}
+          ("get", "/favicon.ico"), ("get", "/v1/results/{token}")}
 
 
 @pytest.fixture(scope="module")

@@ -26,11 +26,17 @@ class SleepFailed(Exception):
 def run(data: SleepInput, ctx: Context) -> Any:
     step = data.seconds / data.steps
     ctx.log(f"sleeping {data.seconds}s in {data.steps} steps", level=1)
+    # Progress writes are throttled, and a write carries whatever is pending when it
+    # happens. STEP i is therefore set right after progress i-1 (no time passes between
+    # them, so it never starts a write of its own) and is written together with progress
+    # i, after step i's sleep: every stored state shows the same step twice. The first
+    # call of a job always writes: STEP 0, before any progress.
+    ctx.set_variable("STEP", 0)
     for i in range(1, data.steps + 1):
+        ctx.set_variable("STEP", i)
         if ctx.canceled:
             raise Canceled()
         time.sleep(step)
-        ctx.set_variable("STEP", i)
         ctx.progress(100.0 * i / data.steps, f"step {i}/{data.steps}")
         ctx.log(f"step {i} done", level=3)
     if data.fail:
