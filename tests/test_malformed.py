@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import xml.etree.ElementTree as ET
 from typing import Any, NamedTuple
 
@@ -389,8 +390,54 @@ HEADER_CASES = [
                                                              "Authorization": ""}, 401),
 ]
 
+WORKER = "/v1/worker/jobs/" + UNKNOWN_ID
+V1_ROUTES = [  # worker routes (a tenant key is never a worker key) and result links
+    *[Case(f"worker-{name}-tenant-key", "POST", path, raw, J, None, 401, "unauthorized")
+      for name, path, raw in [
+          ("claim", "/v1/worker/claim", '{"services":["report"]}'),
+          ("heartbeat", f"{WORKER}/heartbeat", '{"leaseToken":"x"}'),
+          ("complete", f"{WORKER}/complete", '{"leaseToken":"x","result":1}'),
+          ("fail", f"{WORKER}/fail", '{"leaseToken":"x"}')]],
+    Case("worker-claim-bad-json-no-key", "POST", "/v1/worker/claim", "{", J,
+         {"Authorization": ""}, 401),
+    Case("worker-claim-basic-tenant", "POST", "/v1/worker/claim", "{}", J,
+         {"Authorization": basic("acme", KEY_A)}, 401),
+    Case("worker-fail-bearer-garbage", "POST", f"{WORKER}/fail", "[]", J,
+         {"Authorization": "Bearer jgw_\u0000"}, 401),
+    Case("result-link-garbage", "GET", "/v1/results/not-a-token", None, None, None),
+    Case("result-link-huge", "GET", "/v1/results/" + "A" * 5000, None, None, None),
+    Case("result-link-xml", "GET", "/v1/results/%00", None, None, {"Accept": X}),
+]
+COMPAT_ROUTES = [  # the source APIs' routes (docs/compat.md) with input they cannot use
+    Case("hop-run-no-service", "GET", "/hop/asyncRun", None, None, None),
+    Case("hop-run-unknown-service", "POST", "/hop/asyncRun?service=nope", b"x", "text/plain",
+         None, 404),
+    Case("hop-run-no-auth", "GET", "/hop/asyncRun?service=echo", None, None,
+         {"Authorization": ""}, 401),
+    Case("hop-status-no-id", "GET", "/hop/asyncStatus?service=echo", None, None, None),
+    Case("hop-status-bad-id", "POST", "/hop/asyncStatus?service=echo&id=%00", None, None, None),
+    Case("gw-request-unknown", "GET", f"/async/v1/requests/{UNKNOWN_ID}", None, None, None, 404),
+    Case("gw-request-bad-id", "GET", "/async/v1/requests/..%2F..", None, None, None),
+    Case("gw-response-unknown", "GET", f"/async/v1/requests/{UNKNOWN_ID}/response", None, None,
+         None, 404),
+    Case("shoptet-list-bad-limit", "GET", "/api/system/jobs?limit=abc", None, None, None, 400),
+    Case("shoptet-list-bad-status", "GET", "/api/system/jobs?status=done", None, None, None, 400),
+    Case("shoptet-list-bad-token", "GET", "/api/system/jobs", None, None,
+         {"Authorization": "", "Shoptet-Access-Token": "nope"}, 401),
+    Case("shoptet-job-unknown", "GET", f"/api/system/jobs/{UNKNOWN_ID}", None, None, None, 404),
+    Case("starfish-empty", "POST", "/v1/ExecuteJobAsync", b"", J, None),
+    Case("starfish-bad-json", "POST", "/v1/ExecuteJobAsync", "{", "text/json", None),
+    Case("starfish-bad-xml", "POST", "/v1/ExecuteJobAsync", b"<execJobAsyncRequest>", X, None),
+    Case("starfish-xml-bomb", "POST", "/v1/ExecuteJobAsync",
+         b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><execJobAsyncRequest>&a;'
+         b"</execJobAsyncRequest>", X, None),
+    Case("starfish-unknown-job", "POST", "/v1/ExecuteJobAsync", '{"jobID":"nope"}', J, None),
+    Case("starfish-form-bad", "POST", "/v1/ExecuteJobAsync", "runID=%ZZ",
+         "application/x-www-form-urlencoded", None),
+]
+
 CORPUS = (BODIES + _auth_cases() + ID_CASES + QUERY_CASES + DOCUMENT_CASES + ROUTE_CASES
-          + HEADER_CASES)
+          + HEADER_CASES + V1_ROUTES + COMPAT_ROUTES)
 
 
 def check_error(resp: Any, case: Case) -> None:
@@ -441,7 +488,7 @@ def test_the_corpus_is_large_and_covers_every_route():
     for case in CORPUS:
         path = case.path.split("?")[0]
         for route, methods in app.app.routes.items():
-            pattern = route.replace("{jobId}", "*").replace("{service}", "*")
+            pattern = re.sub(r"\{[^}]+\}", "*", route)
             parts, want = path.strip("/").split("/"), pattern.strip("/").split("/")
             if len(parts) == len(want) and all(w in ("*", p) for w, p in zip(want, parts,
                                                                            strict=True)):
