@@ -48,6 +48,12 @@ def link_secret(configured: str, env: dict[str, str] | None = None) -> bytes:
     return _PROCESS_SECRET
 
 
+def derive(stage_secret: bytes) -> bytes:
+    """A link key of its own from the stage's secret: a leaked link key reveals nothing about
+    the cursor key, and the other way round."""
+    return hmac.new(stage_secret, _DOMAIN + b"key", hashlib.sha256).digest()
+
+
 def result_version(result_key: str) -> str:
     """Which result a link names: a job's result key changes if it is ever rewritten."""
     return hashlib.sha256(result_key.encode()).hexdigest()[:16]

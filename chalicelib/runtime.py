@@ -201,8 +201,8 @@ def build(settings: Settings, clients: Clients, env: Mapping[str, str] | None = 
     dispatcher = Dispatcher(clients.sqs, settings.jobs_queue_url, settings.callbacks_queue_url,
                             capacity=QueueCapacity(clients.dynamodb, settings.table_name))
     tenants = TenantStore(clients.dynamodb, settings.table_name)
-    view = JobView(blobs, settings, tenant_of=tenants.get_tenant_cached)
     secret = cursor_secret.resolve(os.environ if env is None else env, settings.region)
+    view = JobView(blobs, settings, tenant_of=tenants.get_tenant_cached, stage_secret=secret)
     api = JobsApi(store, blobs, dispatcher, settings, view, secret)
     return Runtime(settings=settings, clients=clients, store=store, blobs=blobs,
                    dispatcher=dispatcher, tenants=tenants, api=api, view=view)

@@ -26,9 +26,11 @@ log = logging.getLogger("jobgate.views")
 
 class JobView:
     def __init__(self, blobs: BlobStore, settings: Settings, clock: Callable[[], float] = time.time,
-                 tenant_of: Callable[[str], Any] | None = None):
+                 tenant_of: Callable[[str], Any] | None = None,
+                 stage_secret: Callable[[], bytes] | None = None):
         self.blobs, self.settings, self.clock = blobs, settings, clock
         self.tenant_of = tenant_of  # the tenant's webhook policy (compat formats)
+        self.stage_secret = stage_secret  # the stage's generated secret (cursor_secret)
 
     def resource(self, job: Job, base: str | None = None) -> JobResource:
         now = self.clock()
@@ -78,6 +80,11 @@ class JobView:
         return self.blobs.presign(job.result_key, seconds)
 
     def _link_key(self) -> bytes:
+        """JOBGATE_LINK_SECRET when set; otherwise a key derived from the stage's generated
+        secret (the one the infra stack makes for cursors), so a deployed stage signs links
+        with no extra setting; off AWS without either, a per-process key (links.py)."""
+        if not self.settings.link_secret and self.stage_secret is not None:
+            return links.derive(self.stage_secret())
         return links.link_secret(self.settings.link_secret)
 
     def event(self, job: Job) -> str:

@@ -128,9 +128,32 @@ def test_the_link_keeps_the_stage_prefix_behind_api_gateway(env, http):
 def test_on_aws_without_a_secret_no_link_is_made_fail_closed(env, http, monkeypatch):
     job = finished(env, http)
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "jobgate-prod")
+    env.rt.view.stage_secret = None  # neither JOBGATE_LINK_SECRET nor a stage secret
     assert "resultUrl" not in body(http.get(f"/v1/jobs/{job['jobId']}"))
     error_of(follow(http, job["resultUrl"]), 503, "unavailable")
     assert http.get(f"/v1/jobs/{job['jobId']}/result").status_code == 303  # unchanged
     env.settings(link_secret="configured-secret-0123456789abcdef")
     url = body(http.get(f"/v1/jobs/{job['jobId']}"))["resultUrl"]
     assert follow(http, url).status_code == 303
+
+
+def test_without_a_link_secret_the_stage_secret_signs_links_even_on_aws(env, http,
+                                                                        monkeypatch):
+    """A deployed stage sets no JOBGATE_LINK_SECRET: links are signed with a key derived
+    from the stage's generated secret (not the secret itself), and another stage's secret
+    does not verify them."""
+    from chalicelib import links
+
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "jobgate-prod-run_jobs")
+    env.settings(link_secret="")
+    env.rt.view.stage_secret = lambda: b"s" * 40
+    url = finished(env, http)["resultUrl"]
+    assert url and follow(http, url).status_code == 303
+    token = urlsplit(url).path.rsplit("/", 1)[1]
+    assert links.verify(links.derive(b"s" * 40), token).tenant == "acme"
+    with pytest.raises(links.InvalidLink):
+        links.verify(b"s" * 40, token)  # derived, never the stage secret itself
+    env.rt.view.stage_secret = lambda: b"t" * 40
+    error_of(follow(http, url), 403, "invalid_link")
+    env.rt.view.stage_secret = None
+    error_of(follow(http, url), 503, "unavailable")  # on AWS with no secret at all: closed
