@@ -75,9 +75,14 @@ def lapse_error(job: Job) -> tuple[str, str]:
     return "lease_expired", "the worker stopped heart-beating (its lease lapsed)"
 
 
-def retry_in(job: Job, code: str, retry_after: int | None, base: int) -> int | None:
+def retry_in(job: Job, code: str, retry_after: int | None, base: int,
+             given_back: bool = False) -> int | None:
     """Seconds until a failed attempt may run again, or None when the job fails for good:
-    attempts used up, or a code that is not retried and no explicit retryAfterSeconds."""
+    attempts used up, or a code that is not retried and no explicit retryAfterSeconds.
+    `given_back`: the attempt does not count (a worker shut down under it), so it is
+    retried whatever the attempts, by default at once."""
+    if given_back:
+        return max(0, retry_after or 0)
     if job.attempts >= job.max_attempts:
         return None
     if retry_after is not None:
