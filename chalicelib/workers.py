@@ -377,16 +377,28 @@ class WorkerApi:
         failed when it was the last one. Returns the new status (None: someone else acted)."""
         code, message = leases.lapse_error(job)
         token = job.lease_token or ""
+        given_back = code == "lease_expired" and leases.unheard(job, self.settings.job_lease_seconds)
+        if given_back:
+            message = "no heartbeat came under this lease (its claim may never have reached a worker)"
         try:
-            if job.attempts < job.max_attempts:
-                self.leases.release(job.tenant, job.job_id, token, now, now, code, message, [],
-                                    (), lapsed=True)
-                log.warning("lease lapsed, job queued again",
-                            extra={"jobId": job.job_id, "errorCode": code})
-                return QUEUED
-            self._end(job, token, FAILED, {"errorCode": code, "errorMessage": message}, [],
-                      None, now, lapsed=True)
-            return FAILED
+            while True:
+                if job.attempts < job.max_attempts or given_back:
+                    try:
+                        self.leases.release(job.tenant, job.job_id, token, now, now, code,
+                                            message, [], (), lapsed=True, given_back=given_back)
+                    except Conflict as lost:
+                        current = lost.job
+                        if not given_back or current is None or current.lease_token != token \
+                                or not leases.lapsed(current, now):
+                            raise
+                        given_back = False  # its give-backs are used up: this lapse counts
+                        continue
+                    log.warning("lease lapsed, job queued again",
+                                extra={"jobId": job.job_id, "errorCode": code})
+                    return QUEUED
+                self._end(job, token, FAILED, {"errorCode": code, "errorMessage": message}, [],
+                          None, now, lapsed=True)
+                return FAILED
         except Conflict:
             return None
 

@@ -276,6 +276,8 @@ def test_a_queued_worker_job_canceled_leaves_the_claim_index(env, http, clock):
 def test_a_lapsed_lease_is_taken_over_and_the_first_workers_result_refused(env, http, clock):
     job_id = submit(http)
     first = claimed(http)
+    clock.now += 10
+    assert report(http, job_id, "heartbeat", first["leaseToken"]).status_code == 200
     clock.now += 61  # worker 1 went silent for longer than its lease
     second = claimed(http)
     assert second["jobId"] == job_id and second["attempt"] == 2
@@ -302,7 +304,7 @@ def test_a_complete_after_the_lease_lapsed_is_refused_even_before_a_takeover(env
 def test_the_watchdog_returns_or_fails_a_job_whose_worker_died(env, http, clock):
     env.settings(job_max_attempts=2)
     job_id = submit(http, callbackUrl="http://127.0.0.1:9/hook")
-    claimed(http)
+    first = claimed(http)
     delayed = env.rt.clients.sqs.get_queue_attributes(
         QueueUrl=env.queues["jobs"], AttributeNames=["ApproximateNumberOfMessagesDelayed"])
     assert delayed["Attributes"]["ApproximateNumberOfMessagesDelayed"] == "1"  # the watchdog
@@ -310,12 +312,16 @@ def test_the_watchdog_returns_or_fails_a_job_whose_worker_died(env, http, clock)
     with pytest.raises(Retry) as held:  # the lease holds: look again after it ends
         env.rt.workers.watch(JobMessage(TENANT, job_id, "report").dumps())
     assert 60 <= held.value.delay <= 62
+    clock.now += 1
+    report(http, job_id, "heartbeat", first["leaseToken"])  # alive, then dead
     clock.now += 61
     env.rt.handle_job_record(job_record(env.rt, job_id))  # the job Lambda, as SQS delivers it
     seen = job(http, job_id)
     assert seen["status"] == "queued" and seen["error"]["code"] == "lease_expired"
 
-    claimed(http)  # attempt 2, the last one: its worker dies too
+    second = claimed(http)  # attempt 2, the last one: its worker dies too
+    clock.now += 1
+    report(http, job_id, "heartbeat", second["leaseToken"])
     clock.now += 61
     env.rt.handle_job_record(job_record(env.rt, job_id))
     final = job(http, job_id)
@@ -619,3 +625,18 @@ def test_the_metric_function_is_scheduled_every_minute(env):
     sources = [s for s in app_module.app.event_sources
                if getattr(s, "name", "") == "publish_worker_metrics"]
     assert len(sources) == 1 and sources[0].schedule_expression.to_string() == "rate(1 minute)"
+
+
+def test_a_claim_no_worker_heard_of_gives_its_attempt_back(env, http, clock):
+    # A long poll whose worker died (or lost its connection) still takes a job: its lease
+    # lapses with no heartbeat ever, and that attempt does not count.
+    env.settings(job_max_attempts=1)
+    job_id = submit(http)
+    lost = claimed(http)
+    clock.now += 61
+    c = claimed(http)
+    assert c["attempt"] == 1 and c["leaseToken"] != lost["leaseToken"]
+    seen = job(http, job_id)
+    assert seen["error"]["code"] == "lease_expired" and "no heartbeat" in seen["error"]["message"]
+    assert report(http, job_id, "complete", c["leaseToken"], result={}).status_code == 200
+    assert job(http, job_id)["attempts"] == 1

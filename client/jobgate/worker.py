@@ -53,6 +53,7 @@ REQUEST_TIMEOUT = 30.0
 HEARTBEAT_TIMEOUT = 10.0  # a shutdown may wait for one heartbeat in flight
 SHUTDOWN_REPORT_SECONDS = 5.0  # budget to fail each unfinished job when the grace is over
 FATAL_CLAIM_STATUSES = (400, 401, 403, 404, 422)
+CLAIM_MARGIN_SECONDS = 5.0  # a claim answers within its waitSeconds and this
 FINAL_REPORTS = 10  # heartbeats at most to send what a finished job still has to report
 
 
@@ -138,6 +139,8 @@ class Worker:
         self._sleep = sleep or self._stopping.wait  # a pause ends early when stopping
         self._sleep_injected = sleep is not None
         self._grace_deadline: float | None = None
+        self._hurry = threading.Event()  # a second stop: no more waiting for anything
+        self._claim_until: float | None = None  # when the claim under way answers at the latest
         self._fatal: JobgateError | None = None
         self._slots = threading.BoundedSemaphore(concurrency)
         self._active: dict[str, _Job] = {}
@@ -179,6 +182,7 @@ class Worker:
         now = time.monotonic()
         if self._stopping.is_set():
             self._grace_deadline = now
+            self._hurry.set()
             return
         self._grace_deadline = now + (self.grace if grace is None else grace)
         self._stopping.set()
@@ -202,8 +206,6 @@ class Worker:
         def left() -> float:
             return (self._grace_deadline or 0.0) - time.monotonic()
 
-        while claimer.is_alive() and left() > 0:
-            claimer.join(min(0.2, max(0.0, left())))
         with self._active_changed:
             while self._active and left() > 0:
                 self._active_changed.wait(min(0.2, max(0.0, left())))
@@ -221,6 +223,12 @@ class Worker:
                 0.0), kwargs={"until": time.monotonic, "budget": SHUTDOWN_REPORT_SECONDS})
             reporter.start()
             reporters.append(reporter)
+        # A claim under way is waited for (its job, if one comes, is handed straight back):
+        # a long poll left behind would take a job for a worker that is gone, and the job
+        # would wait for that lease to lapse.
+        while claimer.is_alive() and not self._hurry.is_set() and (
+                left() > 0 or time.monotonic() < (self._claim_until or 0.0)):
+            claimer.join(0.2)
         end = time.monotonic() + SHUTDOWN_REPORT_SECONDS + HEARTBEAT_TIMEOUT
         for reporter in reporters:  # in parallel: the exit waits for the slowest, not the sum
             reporter.join(max(0.0, end - time.monotonic()))
@@ -238,6 +246,7 @@ class Worker:
             handed_over = False
             try:
                 wait = self.schedule.wait_seconds(empty)
+                self._claim_until = time.monotonic() + wait + CLAIM_MARGIN_SECONDS
                 try:
                     resp = self._http.post("v1/worker/claim", json={"services": services,
                                                                    "waitSeconds": wait},
