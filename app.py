@@ -9,7 +9,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from chalice import Chalice, Response
+from chalice import Chalice, Rate, Response
 
 from chalicelib import runtime, telemetry
 from chalicelib.compat import guidewire
@@ -352,6 +352,13 @@ def fail_dead_callbacks(event: Any) -> dict[str, Any]:
 
     rt = runtime.get()
     return batch.process(event.to_dict(), rt.handle_dead_callback, rt.clients.sqs, rt.queue_url)
+
+
+# Every minute: Jobgate/WorkerJobsWaiting per worker service, for scaling workers on it
+# (infra/worker-fargate.yaml, docs/workers.md "Scaling on the queue depth").
+@app.schedule(Rate(1, unit=Rate.MINUTES))
+def publish_worker_metrics(event: Any) -> dict[str, int]:
+    return runtime.get().workers.publish_waiting(STAGE)
 
 
 # -- unknown routes and wrong methods: our error body on every deploy path -------------------

@@ -75,9 +75,23 @@ def lapse_error(job: Job) -> tuple[str, str]:
     return "lease_expired", "the worker stopped heart-beating (its lease lapsed)"
 
 
-def retry_in(job: Job, code: str, retry_after: int | None, base: int) -> int | None:
+def unheard(job: Job, lease_seconds: int) -> bool:
+    """No heartbeat ever extended this lease: the claim's answer may never have reached a
+    worker (a long poll whose worker died or lost its connection still takes a job). Such
+    a lapse gives its attempt back, as a worker_shutdown does (at most MAX_SHUTDOWNS)."""
+    if job.claimed_at is None or job.lease_until is None:
+        return False
+    return abs(job.lease_until - lease_end(job.claimed_at, lease_seconds, job.run_deadline)) < 0.01
+
+
+def retry_in(job: Job, code: str, retry_after: int | None, base: int,
+             given_back: bool = False) -> int | None:
     """Seconds until a failed attempt may run again, or None when the job fails for good:
-    attempts used up, or a code that is not retried and no explicit retryAfterSeconds."""
+    attempts used up, or a code that is not retried and no explicit retryAfterSeconds.
+    `given_back`: the attempt does not count (a worker shut down under it), so it is
+    retried whatever the attempts, by default at once."""
+    if given_back:
+        return max(0, retry_after or 0)
     if job.attempts >= job.max_attempts:
         return None
     if retry_after is not None:

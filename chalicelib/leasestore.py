@@ -11,6 +11,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from .jobs import QUEUED, RUNNING, Job
+from .limits import LIFECYCLE_RESERVE
 from .store import (
     CLAIM_ATTRS,
     Conflict,
@@ -22,7 +23,13 @@ from .store import (
 )
 
 INDEX_CLAIMABLE = "byClaimable"
-MAX_LOG_LINES = 2000  # kept in the item while the job runs (≤ 1,000 chars each)
+# A worker job's log lines are kept in the item while it runs, counted in bytes (`logBytes`,
+# DynamoDB's own measure: UTF-8 plus one byte a list element) and capped by the room
+# limits.py reserves for the log. The running lines and the final inline log never share
+# the item (the terminal write swaps one for the other), so one reserve covers both.
+LOG_ITEM_BYTES = LIFECYCLE_RESERVE["log"] - 256  # less the "log is full" line and the names
+LOG_FULL = "[jobgate] this job's log is full (a worker job keeps {} bytes): later lines are dropped"
+MAX_SHUTDOWNS = 10  # worker_shutdown attempts given back per job; later ones count
 
 # Condition fragments (placeholders :running, :tok, :now are always bound).
 HELD = "#st = :running AND leaseToken = :tok AND leaseUntil >= :now"
@@ -50,6 +57,16 @@ class LeaseStore:
         found = (parse_pk(i["pk"]["S"]) for i in out.get("Items", []))
         return [f for f in found if f]
 
+    def count_due(self, claim_key: str, now: float, cap: int) -> int:
+        """How many jobs of one service can be claimed now (queued and due, or running on a
+        lapsed lease), counting at most `cap`: one Query page of the sparse index's keys,
+        so the cost stays bounded however long the queue."""
+        out = self._db.query(
+            TableName=self._table, IndexName=INDEX_CLAIMABLE, Limit=cap, Select="COUNT",
+            KeyConditionExpression="claimKey = :k AND availableAt <= :now",
+            ExpressionAttributeValues=serialize({":k": claim_key, ":now": now}))
+        return min(cap, int(out.get("Count", 0)))
+
     def claim(self, tenant: str, job_id: str, claim_key: str, token: str, now: float,
               until: float, deadline: float) -> Job:
         """A queued, due job → running under this lease (one attempt more)."""
@@ -68,9 +85,10 @@ class LeaseStore:
 
     def heartbeat(self, tenant: str, job_id: str, token: str, now: float, until: float,
                   values: dict[str, Any], variables: dict[str, str], lines: list[str],
-                  services: tuple[str, ...]) -> Job:
+                  services: tuple[str, ...], check_room: bool = True) -> Job:
         """Extend the lease (never past the run deadline) and record progress, status
-        variables and log lines, in one conditional write."""
+        variables and log lines, in one conditional write; lines only while they fit
+        (`check_room=False`: the one line saying the log is full, within the margin)."""
         sets, removes, names, vals = assignments(values)
         sets += ["leaseUntil = :until", "availableAt = :until"]
         for i, (name, value) in enumerate(variables.items()):
@@ -78,9 +96,15 @@ class LeaseStore:
             names[f"#vk{i}"], vals[f":vv{i}"] = name, value
         cond = f"{HELD} AND runDeadline >= :until"
         if lines:
-            sets.append("logLines = list_append(if_not_exists(logLines, :nolines), :lines)")
-            vals.update({":nolines": [], ":lines": lines, ":maxlines": MAX_LOG_LINES - len(lines)})
-            cond += " AND (attribute_not_exists(logLines) OR size(logLines) <= :maxlines)"
+            size = log_bytes(lines)
+            sets += ["logLines = list_append(if_not_exists(logLines, :nolines), :lines)",
+                     "logBytes = if_not_exists(logBytes, :zero) + :lb"]
+            vals.update({":nolines": [], ":lines": lines, ":lb": size, ":zero": 0,
+                         ":logroom": LOG_ITEM_BYTES - size})
+            if check_room:
+                cond += " AND (attribute_not_exists(logBytes) OR logBytes <= :logroom)"
+                if size > LOG_ITEM_BYTES:  # never fits: fail, so the caller sees the log
+                    cond += " AND attribute_not_exists(pk)"
         return self._write(tenant, job_id, _expression(sets, removes),
                            _scoped(cond, services, vals),
                            {**vals, ":running": RUNNING, ":tok": token, ":now": now,
@@ -88,28 +112,41 @@ class LeaseStore:
 
     def release(self, tenant: str, job_id: str, token: str, now: float, available_at: float,
                 code: str, message: str, lines: list[str], services: tuple[str, ...],
-                lapsed: bool = False) -> Job:
+                lapsed: bool = False, kept: list[str] | None = None,
+                given_back: bool = False) -> Job:
         """A failed attempt → queued again, claimable from `available_at`. `lapsed`: the
-        watchdog or a claim returning a job whose lease ran out (else the holder's own fail)."""
+        watchdog or a claim returning a job whose lease ran out (else the holder's own fail).
+        `kept`: the log lines the item holds (read by the caller), so that `lines` are added
+        only as far as they fit. `given_back`: the attempt does not count (a worker shut
+        down under it), at most MAX_SHUTDOWNS times a job (then Conflict while still held)."""
         vals: dict[str, Any] = {":queued": QUEUED, ":g2": status_index_key(tenant, QUEUED), ":c": code,
                                 ":m": message, ":at": available_at, ":running": RUNNING,
                                 ":tok": token, ":now": now}
         sets = ["#st = :queued", "g2pk = :g2", "errorCode = :c", "errorMessage = :m",
                 "availableAt = :at"]
+        lines = fitting(kept or [], lines)
         if lines:
-            sets.append("logLines = list_append(if_not_exists(logLines, :nolines), :lines)")
-            vals.update({":nolines": [], ":lines": lines[-MAX_LOG_LINES:]})
+            sets += ["logLines = list_append(if_not_exists(logLines, :nolines), :lines)",
+                     "logBytes = :lb"]
+            vals.update({":nolines": [], ":lines": lines,
+                         ":lb": log_bytes([*(kept or []), *lines])})
+        condition = LAPSED if lapsed else HELD
+        if given_back:
+            sets += ["attempts = attempts - :one",
+                     "shutdowns = if_not_exists(shutdowns, :zero) + :one"]
+            vals.update({":one": 1, ":zero": 0, ":maxsd": MAX_SHUTDOWNS})
+            condition += " AND (attribute_not_exists(shutdowns) OR shutdowns < :maxsd)"
         return self._write(tenant, job_id,
                            _expression(sets, ["leaseToken", "leaseUntil", "claimedAt",
                                               "runDeadline"]),
-                           _scoped(LAPSED if lapsed else HELD, services, vals), vals)
+                           _scoped(condition, services, vals), vals)
 
     def finish(self, tenant: str, job_id: str, token: str, status: str, values: dict[str, Any],
                now: float, services: tuple[str, ...], lapsed: bool = False) -> Job:
         """The terminal write of a worker job: leaves the claim index, keeps nothing of the
         lease. Conditional like every other write (a canceled job stays canceled)."""
         sets, removes, names, vals = assignments(values)
-        gone = ["leaseToken", "leaseUntil", "logLines", *CLAIM_ATTRS]
+        gone = ["leaseToken", "leaseUntil", "logLines", "logBytes", "shutdowns", *CLAIM_ATTRS]
         gone = [g for g in gone if g not in values]
         vals.update({":status": status, ":g2": status_index_key(tenant, status), ":now": now,
                      ":running": RUNNING, ":tok": token})
@@ -160,6 +197,23 @@ class LeaseStore:
             item = exc.response.get("Item")
             raise Conflict(job_from_item(item) if item else None) from None
         return job_from_item(out["Attributes"])
+
+
+def log_bytes(lines: list[str]) -> int:
+    """What `lines` take in the item's logLines list (UTF-8, plus a byte per element)."""
+    return sum(len(line.encode("utf-8", "surrogatepass")) + 1 for line in lines)
+
+
+def fitting(kept: list[str], lines: list[str]) -> list[str]:
+    """The first of `lines` that still fit in the item's log after `kept`."""
+    room = LOG_ITEM_BYTES - log_bytes(kept)
+    out = []
+    for line in lines:
+        room -= log_bytes([line])
+        if room < 0:
+            break
+        out.append(line)
+    return out
 
 
 def _key(tenant: str, job_id: str) -> dict[str, Any]:

@@ -531,8 +531,10 @@ _WORKER_OPS = {
     "fail": ("failJob", "A failed attempt: retried unless attempts are exhausted or the code is "
                         "not retryable", _obj({
         "leaseToken": _TOKEN,
-        "error": _obj({"code": {"type": "string"}, "message": {"type": "string"}}),
-        "retryAfterSeconds": {"type": ["integer", "null"], "minimum": 0}, "log": _LOG},
+        "error": _obj({"code": {"type": "string", "maxLength": 64}, "message": {"type": "string"}}),
+        "retryAfterSeconds": {"type": ["number", "null"], "minimum": 0, "maximum": 42_900,
+                              "description": "Seconds (rounded up); null: the usual backoff."},
+        "log": _LOG},
         ("leaseToken",))),
 }
 _WORKER_ANSWERS = {

@@ -91,3 +91,15 @@ def metric(name: str, value: float = 1, unit: str = "Count", **dimensions: str) 
         name: value, **dims,
     }
     sys.stdout.write(json.dumps(blob, separators=(",", ":")) + "\n")
+
+
+def gauge(name: str, value: float, unit: str = "Count", **dimensions: str) -> None:
+    """One EMF line with exactly `dimensions` as its one dimension set (no deployment-wide
+    series): for a metric an alarm outside this app watches by those dimensions alone."""
+    blob = {
+        "_aws": {"Timestamp": int(time.time() * 1000), "CloudWatchMetrics": [{
+            "Namespace": NAMESPACE, "Dimensions": [sorted(dimensions)],
+            "Metrics": [{"Name": name, "Unit": unit}]}]},
+        name: value, **dimensions,
+    }
+    sys.stdout.write(json.dumps(blob, separators=(",", ":")) + "\n")

@@ -23,7 +23,7 @@ from .blobs import content_key, log_key, result_key
 from .errors import ApiError, bad_request, conflict, not_found
 from .ids import is_job_id, new_job_id
 from .jobs import CANCELED, FAILED, QUEUED, RUNNING, SUCCEEDED, Job, iso
-from .leasestore import LeaseStore
+from .leasestore import LOG_FULL, LOG_ITEM_BYTES, LeaseStore, fitting
 from .messages import JobMessage, Malformed, Retry, parse_job_message
 from .queue import MAX_VISIBILITY
 from .store import Conflict
@@ -40,6 +40,11 @@ MAX_INLINE_RESULT = 256 * 1024
 MAX_LINES_PER_CALL = 200
 MAX_LINE = 1000
 MAX_VARIABLES = 50
+MAX_VARIABLE = 256  # bytes of one status variable's value (UTF-8)
+MAX_MESSAGE = 1000  # bytes of a progress message or error message (UTF-8)
+WAITING_METRIC = "WorkerJobsWaiting"  # infra/worker-fargate.yaml scales on it
+WAITING_CAP = 1000  # jobs counted at most (one Query page): the scaling steps end at 40
+SHUTDOWN = "worker_shutdown"  # a worker stopped under the job: the attempt is given back
 
 
 def lease_lost(message: str = "the lease lapsed or was taken over") -> ApiError:
@@ -182,19 +187,24 @@ class WorkerApi:
                 values["progressPercent"] = round(float(min(100.0, max(0.0, percent))), 2)
             message = progress.get("message")
             if message is not None:
-                values["progressMessage"] = str(message)[:MAX_LINE]
+                values["progressMessage"] = _cut(str(message), MAX_MESSAGE)
         variables = body.get("variables") or {}
         if not isinstance(variables, dict) or len(variables) > MAX_VARIABLES or not all(
                 isinstance(k, str) and 0 < len(k) <= 64 for k in variables):
             raise bad_request(f"variables must be an object of at most {MAX_VARIABLES} names")
-        variables = {k: v if isinstance(v, str) else json.dumps(v) for k, v in variables.items()}
+        # Only the service's declared status variables are kept (the job resource shows no
+        # other), each value cut to MAX_VARIABLE bytes: the item's room for them is fixed.
+        declared = _declared_variables(key)
+        variables = {k: _cut(v if isinstance(v, str) else json.dumps(v), MAX_VARIABLE)
+                     for k, v in variables.items() if k in declared}
         lines = _lines(body.get("log"))
         now = self.clock()
         until = now + self.settings.job_lease_seconds
-        for _ in range(3):
+        check_room = True
+        for _ in range(4):
             try:
                 job = self.leases.heartbeat(tenant, job_id, token, now, until, values,
-                                            variables, lines, key.services)
+                                            variables, lines, key.services, check_room)
                 break
             except Conflict as lost:
                 try:
@@ -203,8 +213,14 @@ class WorkerApi:
                     return {"leaseExpiresAt": None, "canceled": True}
                 if current.run_deadline is not None and current.run_deadline < until:
                     until = current.run_deadline  # the lease never outlives the run deadline
+                elif lines and check_room:
+                    # The job's log is full: keep the lease, drop the lines, say so once.
+                    full = LOG_FULL.format(LOG_ITEM_BYTES)
+                    lines = [] if current.log_lines[-1:] == [full] else \
+                        [*fitting(current.log_lines, lines), full]
+                    check_room = False  # the lines above fit, by the item just read
                 elif lines:
-                    lines = []  # the job's log is full: keep the lease, drop the lines
+                    lines = []
                 else:
                     raise lease_lost() from None
         else:
@@ -271,24 +287,32 @@ class WorkerApi:
             raise bad_request("error.code is a string of at most 64 characters, error.message a string")
         message = message[:MAX_LINE]
         after = body.get("retryAfterSeconds")
-        if after is not None and (isinstance(after, bool) or not isinstance(after, int)
-                                  or not 0 <= after <= MAX_VISIBILITY):
-            raise bad_request(f"retryAfterSeconds must be null or an integer 0-{MAX_VISIBILITY}")
+        if after is not None and (isinstance(after, bool) or not isinstance(after, int | float)
+                                  or not 0 <= after <= MAX_VISIBILITY):  # NaN fails too
+            raise bad_request(f"retryAfterSeconds must be null or a number 0-{MAX_VISIBILITY}")
+        after = None if after is None else math.ceil(after)
         lines = _lines(body.get("log"))
         now = self.clock()
         job = self._held(tenant, job_id, token, key, now)
-        delay = leases.retry_in(job, code, after, self.settings.job_retry_base_seconds)
-        if delay is None:
-            self._end(job, token, FAILED, {"errorCode": code, "errorMessage": message}, lines,
-                      key, now)
-            return {"jobId": job_id, "status": FAILED}
-        try:
-            self.leases.release(tenant, job_id, token, now, now + delay, code, message, lines,
-                                key.services)
-        except Conflict as lost:
-            self._refused(lost.job, key, token, now)
-            raise lease_lost() from None
-        return {"jobId": job_id, "status": QUEUED, "retryAt": iso(now + delay)}
+        given_back = code == SHUTDOWN
+        while True:
+            delay = leases.retry_in(job, code, after, self.settings.job_retry_base_seconds,
+                                    given_back)
+            if delay is None:
+                self._end(job, token, FAILED, {"errorCode": code, "errorMessage": message},
+                          lines, key, now)
+                return {"jobId": job_id, "status": FAILED}
+            try:
+                self.leases.release(tenant, job_id, token, now, now + delay, code, message,
+                                    lines, key.services, kept=job.log_lines,
+                                    given_back=given_back)
+            except Conflict as lost:
+                job = self._refused(lost.job, key, token, now)
+                if not given_back:
+                    raise lease_lost() from None
+                given_back = False  # still held: the job used up its shutdowns; this one counts
+                continue
+            return {"jobId": job_id, "status": QUEUED, "retryAt": iso(now + delay)}
 
     def _lease(self, job_id: str, body: dict[str, Any]) -> tuple[str, str]:
         if not is_job_id(job_id):
@@ -353,18 +377,45 @@ class WorkerApi:
         failed when it was the last one. Returns the new status (None: someone else acted)."""
         code, message = leases.lapse_error(job)
         token = job.lease_token or ""
+        given_back = code == "lease_expired" and leases.unheard(job, self.settings.job_lease_seconds)
+        if given_back:
+            message = "no heartbeat came under this lease (its claim may never have reached a worker)"
         try:
-            if job.attempts < job.max_attempts:
-                self.leases.release(job.tenant, job.job_id, token, now, now, code, message, [],
-                                    (), lapsed=True)
-                log.warning("lease lapsed, job queued again",
-                            extra={"jobId": job.job_id, "errorCode": code})
-                return QUEUED
-            self._end(job, token, FAILED, {"errorCode": code, "errorMessage": message}, [],
-                      None, now, lapsed=True)
-            return FAILED
+            while True:
+                if job.attempts < job.max_attempts or given_back:
+                    try:
+                        self.leases.release(job.tenant, job.job_id, token, now, now, code,
+                                            message, [], (), lapsed=True, given_back=given_back)
+                    except Conflict as lost:
+                        current = lost.job
+                        if not given_back or current is None or current.lease_token != token \
+                                or not leases.lapsed(current, now):
+                            raise
+                        given_back = False  # its give-backs are used up: this lapse counts
+                        continue
+                    log.warning("lease lapsed, job queued again",
+                                extra={"jobId": job.job_id, "errorCode": code})
+                    return QUEUED
+                self._end(job, token, FAILED, {"errorCode": code, "errorMessage": message}, [],
+                          None, now, lapsed=True)
+                return FAILED
         except Conflict:
             return None
+
+    # -- the scaling metric (a scheduled function, every minute) -----------------------
+    def publish_waiting(self, stage: str) -> dict[str, int]:
+        """Emit Jobgate/WorkerJobsWaiting (dimensions Service, Stage) for every worker
+        service: its jobs that a claim would hand out now, counted up to WAITING_CAP with
+        one Query on the sparse claim index (no scan). Zero too: scale-in reads it."""
+        now = self.clock()
+        counts = {}
+        for service in services.all_services():
+            if service.runs_on != "worker":
+                continue
+            count = self.leases.count_due(leases.claim_key(service.name), now, WAITING_CAP)
+            counts[service.name] = count
+            telemetry.gauge(WAITING_METRIC, count, Service=service.name, Stage=stage)
+        return counts
 
     # -- the watchdog (job Lambda) -----------------------------------------------------
     def owns(self, body: str) -> bool:
@@ -415,6 +466,22 @@ class Canceled(ApiError):
 
     def __init__(self) -> None:
         super().__init__(409, "canceled", "the job was canceled; its result is dropped")
+
+
+def _declared_variables(key: WorkerKey) -> set[str]:
+    """The status variables a job of this key's services may have (the heartbeat does not
+    read the job, so: those of every worker service the key serves)."""
+    return {name for service in services.all_services()
+            if service.runs_on == "worker" and key.allows(service.name)
+            for name in service.status_variables}
+
+
+def _cut(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` bytes of UTF-8, on a character boundary."""
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= limit:
+        return text
+    return data[:limit].decode("utf-8", "ignore")
 
 
 def _lines(raw: Any) -> list[str]:

@@ -52,6 +52,17 @@ def own_endpoints(configured: str, api_port: int, aws_endpoint: str) -> str:
     return ",".join(filter(None, [configured.strip(" ,"), *own]))
 
 
+def _die_with_parent() -> None:
+    """Linux: a local worker gets SIGTERM when the runner dies without stopping it (killed),
+    so no worker outlives its runner and claims from a later one on the same port."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class LocalService:
     """Starts and stops everything; used by `make run` and by the end-to-end tests."""
 
@@ -164,7 +175,8 @@ class LocalService:
         for _ in range(count):
             self.workers.append(subprocess.Popen(
                 [*command, "--service", "report", "--handler", "examples.worker.report:report"],
-                cwd=PROJECT_DIR, env=child_env))
+                cwd=PROJECT_DIR, env=child_env,
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None))
         return count
 
     def stop_workers(self, grace: float = 10.0) -> None:

@@ -96,7 +96,7 @@ def test_an_exception_while_sending_is_a_failed_attempt(fast: Any, http: Any,
 def test_the_callbacks_dlq_has_a_consumer_that_the_runner_starts() -> None:
     import app as app_module
 
-    sources = {s.queue: s.name for s in app_module.app.event_sources}
+    sources = {getattr(s, "queue", None): s.name for s in app_module.app.event_sources}
     assert sources[f"{app_module.PREFIX}-callbacks-dlq"] == "fail_dead_callbacks"
     assert "fail_dead_callbacks" in app_module.app.handler_map
 

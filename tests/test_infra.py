@@ -265,7 +265,8 @@ def test_workers_scale_on_the_jobs_waiting_metric() -> None:
     policies = {lid for lid, r in res.items() if r["Type"] == "AWS::ApplicationAutoScaling::ScalingPolicy"}
     for alarm in alarms:
         assert (alarm["Namespace"], alarm["MetricName"]) == ("Jobgate", "WorkerJobsWaiting")
-        assert alarm["Dimensions"] == [{"Name": "Service", "Value": {"Ref": "JobService"}}]
+        assert alarm["Dimensions"] == [{"Name": "Service", "Value": {"Ref": "JobService"}},
+                                       {"Name": "Stage", "Value": {"Ref": "Stage"}}]
         assert [a["Ref"] for a in alarm["AlarmActions"]] and \
             {a["Ref"] for a in alarm["AlarmActions"]} <= policies
     assert {a["ComparisonOperator"] for a in alarms} == {"GreaterThanOrEqualToThreshold",
@@ -506,7 +507,7 @@ def test_stack_outputs_are_what_the_prod_config_points_at(stack: dict[str, str])
         TableName=stack["TableName"])["Table"]
     assert table["TableArn"] == stack["TableArn"]
     assert {g["IndexName"] for g in table["GlobalSecondaryIndexes"]} == {
-        "byTenant", "byTenantStatus", "byTenantService"}
+        "byTenant", "byTenantStatus", "byTenantService", "byClaimable"}
 
 
 def test_stage_config_tool_writes_the_stacks_outputs(stack: dict[str, str], tmp_path: Path) -> None:

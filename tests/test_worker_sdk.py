@@ -348,7 +348,8 @@ def test_handler_exception_fails_the_attempt_with_the_default_retry_delay(
     run.stop()
     assert server.seen("fail", job_id) == [{
         "leaseToken": f"tok-{job_id}-2", "error": {"code": "handler_error", "message": "ValueError: boom"},
-        "retryAfterSeconds": 4.0}]
+        "retryAfterSeconds": 4}]
+    assert isinstance(server.seen("fail", job_id)[0]["retryAfterSeconds"], int)  # the API's type
     assert server.seen("complete", job_id) == []
 
 
@@ -628,3 +629,13 @@ def test_report_defaults_fail_and_cancel() -> None:
     assert ctx.step == 2 and sum(slept) == 20.0
     with pytest.raises(ValueError):
         report({"seconds": 0}, FakeCtx(), sleep=lambda _s: None)
+
+
+def test_the_run_deadline_and_the_lease_are_read_on_the_servers_clock() -> None:
+    from jobgate.worker import _lease_seconds, _seconds_left
+
+    date = "Wed, 02 Dec 2026 10:00:00 GMT"  # the server's clock, whatever this machine's says
+    assert _seconds_left("2026-12-02T11:00:00.000Z", date, 5.0) == 3600.0
+    assert _seconds_left(None, date, 5.0) == 5.0
+    assert _lease_seconds("2026-12-02T10:01:00.000Z", date) == 59.0
+    assert _lease_seconds("garbage", date, default=20.0) == 20.0

@@ -276,6 +276,8 @@ def test_a_queued_worker_job_canceled_leaves_the_claim_index(env, http, clock):
 def test_a_lapsed_lease_is_taken_over_and_the_first_workers_result_refused(env, http, clock):
     job_id = submit(http)
     first = claimed(http)
+    clock.now += 10
+    assert report(http, job_id, "heartbeat", first["leaseToken"]).status_code == 200
     clock.now += 61  # worker 1 went silent for longer than its lease
     second = claimed(http)
     assert second["jobId"] == job_id and second["attempt"] == 2
@@ -302,7 +304,7 @@ def test_a_complete_after_the_lease_lapsed_is_refused_even_before_a_takeover(env
 def test_the_watchdog_returns_or_fails_a_job_whose_worker_died(env, http, clock):
     env.settings(job_max_attempts=2)
     job_id = submit(http, callbackUrl="http://127.0.0.1:9/hook")
-    claimed(http)
+    first = claimed(http)
     delayed = env.rt.clients.sqs.get_queue_attributes(
         QueueUrl=env.queues["jobs"], AttributeNames=["ApproximateNumberOfMessagesDelayed"])
     assert delayed["Attributes"]["ApproximateNumberOfMessagesDelayed"] == "1"  # the watchdog
@@ -310,12 +312,16 @@ def test_the_watchdog_returns_or_fails_a_job_whose_worker_died(env, http, clock)
     with pytest.raises(Retry) as held:  # the lease holds: look again after it ends
         env.rt.workers.watch(JobMessage(TENANT, job_id, "report").dumps())
     assert 60 <= held.value.delay <= 62
+    clock.now += 1
+    report(http, job_id, "heartbeat", first["leaseToken"])  # alive, then dead
     clock.now += 61
     env.rt.handle_job_record(job_record(env.rt, job_id))  # the job Lambda, as SQS delivers it
     seen = job(http, job_id)
     assert seen["status"] == "queued" and seen["error"]["code"] == "lease_expired"
 
-    claimed(http)  # attempt 2, the last one: its worker dies too
+    second = claimed(http)  # attempt 2, the last one: its worker dies too
+    clock.now += 1
+    report(http, job_id, "heartbeat", second["leaseToken"])
     clock.now += 61
     env.rt.handle_job_record(job_record(env.rt, job_id))
     final = job(http, job_id)
@@ -497,3 +503,140 @@ def test_a_chain_step_on_a_worker_service_waits_for_a_claim(env, http, clock):
     c = claimed(http)
     assert c["jobId"] == nxt and c["input"] == {"steps": 2}
     assert json.loads(s3_object(env, c["contentUrl"])) == {"a": 1}  # the previous result
+
+
+# -- what the worker SDK sends (client/jobgate/worker.py), one contract -----------------------
+
+def test_fail_takes_the_sdks_codes_and_fractional_retry_delays(env, http, clock):
+    job_id = submit(http)
+    for attempt, (code, after) in enumerate([("handler_error", 2.0), ("result_error", 0.5)], 1):
+        c = claimed(http)
+        assert c["attempt"] == attempt
+        resp = report(http, job_id, "fail", c["leaseToken"], retryAfterSeconds=after,
+                      error={"code": code, "message": "ValueError: boom"})
+        assert resp.status_code == 200, resp.body
+        assert body(resp)["status"] == "queued"
+        assert job(http, job_id)["error"]["code"] == code
+        clock.now += 2  # 2.0 → 2 s; 0.5 is rounded up to 1 s
+    c = claimed(http)
+    resp = report(http, job_id, "fail", c["leaseToken"], retryAfterSeconds=0,
+                  error={"code": "unknown_service", "message": "no handler here"})
+    assert body(resp)["status"] == "failed"  # the third attempt was the last one
+    for bad in (float("nan"), "1", True, -0.5):
+        c = report(http, job_id, "fail", "x", retryAfterSeconds=bad)
+        assert c.status_code == 400
+
+
+def test_a_worker_shutdown_gives_its_attempt_back(env, http, clock):
+    env.settings(job_max_attempts=1)
+    job_id = submit(http)
+    for _ in range(3):  # deploys and scale-ins: the job's one attempt is never used up
+        c = claimed(http)
+        assert c["attempt"] == 1
+        resp = report(http, job_id, "fail", c["leaseToken"], retryAfterSeconds=0,
+                      error={"code": "worker_shutdown", "message": "SIGTERM"})
+        assert body(resp)["status"] == "queued", resp.body
+        seen = job(http, job_id)
+        assert seen["attempts"] == 0 and seen["error"]["code"] == "worker_shutdown"
+    c = claimed(http)  # still claimable at once, and it may still succeed
+    assert report(http, job_id, "complete", c["leaseToken"], result={}).status_code == 200
+    final = job(http, job_id)
+    assert final["status"] == "succeeded" and final["attempts"] == 1
+
+
+def test_worker_shutdowns_count_once_a_job_used_up_its_give_backs(env, http, clock):
+    from chalicelib.leasestore import MAX_SHUTDOWNS
+
+    env.settings(job_max_attempts=2)
+    job_id = submit(http)
+    for _ in range(MAX_SHUTDOWNS):
+        c = claimed(http)
+        report(http, job_id, "fail", c["leaseToken"], retryAfterSeconds=0,
+               error={"code": "worker_shutdown"})
+    c = claimed(http)  # a worker that "shuts down" on every job cannot keep one forever
+    resp = report(http, job_id, "fail", c["leaseToken"], retryAfterSeconds=0,
+                  error={"code": "worker_shutdown"})
+    assert body(resp)["status"] == "queued" and job(http, job_id)["attempts"] == 1
+    c = claimed(http)
+    resp = report(http, job_id, "fail", c["leaseToken"], retryAfterSeconds=0,
+                  error={"code": "worker_shutdown"})
+    assert body(resp)["status"] == "failed"
+
+
+def test_the_running_log_stays_within_the_items_reserve(env, http, clock):
+    from chalicelib import limits
+    from chalicelib.leasestore import LOG_ITEM_BYTES, log_bytes
+
+    job_id = submit(http, logLevel=3)
+    c = claimed(http)
+    line = "é" * 999  # 1,998 bytes of UTF-8: lines capped by characters would not hold
+    for i in range(30):
+        clock.now += 1
+        hb = report(http, job_id, "heartbeat", c["leaseToken"], log=[f"{i} {line}"] * 5,
+                    progress={"percent": i})
+        assert hb.status_code == 200 and body(hb)["canceled"] is False, hb.body
+    item = env.rt.store.get(TENANT, job_id, clock.now)
+    kept = item.log_lines
+    assert log_bytes(kept[:-1]) <= LOG_ITEM_BYTES
+    assert log_bytes(kept) <= limits.LIFECYCLE_RESERVE["log"]
+    assert "log is full" in kept[-1] and sum("log is full" in k for k in kept) == 1
+    assert job(http, job_id)["progress"]["percent"] == 29  # the lease and progress went on
+    resp = report(http, job_id, "fail", c["leaseToken"], log=["more"] * 200,
+                  error={"code": "boom"})
+    assert body(resp)["status"] == "queued"
+    assert log_bytes(env.rt.store.get(TENANT, job_id, clock.now).log_lines) \
+        <= limits.LIFECYCLE_RESERVE["log"]
+
+
+def test_heartbeats_keep_declared_variables_only_and_cut_long_values(env, http, clock):
+    job_id = submit(http)
+    c = claimed(http)
+    hb = report(http, job_id, "heartbeat", c["leaseToken"], progress={"message": "ü" * 3000},
+                variables={"STEP": "x" * 5000, **{f"V{i}": "y" * 200 for i in range(40)}})
+    assert hb.status_code == 200, hb.body
+    item = env.rt.store.get(TENANT, job_id, clock.now)
+    assert set(item.status_vars) == {"STEP"} and len(item.status_vars["STEP"]) == 256
+    assert len(item.progress_message.encode()) <= 1000
+
+
+def test_the_jobs_waiting_metric_counts_claimable_jobs_per_service(env, http, clock, capsys):
+    ids = [submit(http) for _ in range(3)]
+    c = claimed(http)  # one runs: it does not wait
+    report(http, c["jobId"], "heartbeat", c["leaseToken"])
+    capsys.readouterr()
+    assert env.rt.workers.publish_waiting("test") == {"report": 2}
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if "_aws" in x]
+    emf = [x for x in lines if "WorkerJobsWaiting" in x]
+    assert len(emf) == 1
+    assert emf[0]["WorkerJobsWaiting"] == 2 and emf[0]["Service"] == "report" \
+        and emf[0]["Stage"] == "test"
+    spec = emf[0]["_aws"]["CloudWatchMetrics"][0]
+    assert spec["Namespace"] == "Jobgate" and spec["Dimensions"] == [["Service", "Stage"]]
+    clock.now += 61  # the running job's worker went silent: claimable again, so waiting
+    assert env.rt.workers.publish_waiting("test") == {"report": 3}
+    for job_id in ids:
+        http.post(f"/v1/jobs/{job_id}/cancel", {})
+    assert env.rt.workers.publish_waiting("test") == {"report": 0}
+
+
+def test_the_metric_function_is_scheduled_every_minute(env):
+    import app as app_module
+
+    sources = [s for s in app_module.app.event_sources
+               if getattr(s, "name", "") == "publish_worker_metrics"]
+    assert len(sources) == 1 and sources[0].schedule_expression.to_string() == "rate(1 minute)"
+
+
+def test_a_claim_no_worker_heard_of_gives_its_attempt_back(env, http, clock):
+    # A long poll whose worker died (or lost its connection) still takes a job: its lease
+    # lapses with no heartbeat ever, and that attempt does not count.
+    env.settings(job_max_attempts=1)
+    job_id = submit(http)
+    lost = claimed(http)
+    clock.now += 61
+    c = claimed(http)
+    assert c["attempt"] == 1 and c["leaseToken"] != lost["leaseToken"]
+    seen = job(http, job_id)
+    assert seen["error"]["code"] == "lease_expired" and "no heartbeat" in seen["error"]["message"]
+    assert report(http, job_id, "complete", c["leaseToken"], result={}).status_code == 200
+    assert job(http, job_id)["attempts"] == 1

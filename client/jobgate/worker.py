@@ -22,6 +22,7 @@ failed as `worker_shutdown` (retryable) so another worker takes them at once.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import socket
@@ -52,6 +53,8 @@ REQUEST_TIMEOUT = 30.0
 HEARTBEAT_TIMEOUT = 10.0  # a shutdown may wait for one heartbeat in flight
 SHUTDOWN_REPORT_SECONDS = 5.0  # budget to fail each unfinished job when the grace is over
 FATAL_CLAIM_STATUSES = (400, 401, 403, 404, 422)
+CLAIM_MARGIN_SECONDS = 5.0  # a claim answers within its waitSeconds and this
+FINAL_REPORTS = 10  # heartbeats at most to send what a finished job still has to report
 
 
 class WorkerStopped(JobgateError):
@@ -136,6 +139,8 @@ class Worker:
         self._sleep = sleep or self._stopping.wait  # a pause ends early when stopping
         self._sleep_injected = sleep is not None
         self._grace_deadline: float | None = None
+        self._hurry = threading.Event()  # a second stop: no more waiting for anything
+        self._claim_until: float | None = None  # when the claim under way answers at the latest
         self._fatal: JobgateError | None = None
         self._slots = threading.BoundedSemaphore(concurrency)
         self._active: dict[str, _Job] = {}
@@ -177,6 +182,7 @@ class Worker:
         now = time.monotonic()
         if self._stopping.is_set():
             self._grace_deadline = now
+            self._hurry.set()
             return
         self._grace_deadline = now + (self.grace if grace is None else grace)
         self._stopping.set()
@@ -200,8 +206,6 @@ class Worker:
         def left() -> float:
             return (self._grace_deadline or 0.0) - time.monotonic()
 
-        while claimer.is_alive() and left() > 0:
-            claimer.join(min(0.2, max(0.0, left())))
         with self._active_changed:
             while self._active and left() > 0:
                 self._active_changed.wait(min(0.2, max(0.0, left())))
@@ -219,6 +223,12 @@ class Worker:
                 0.0), kwargs={"until": time.monotonic, "budget": SHUTDOWN_REPORT_SECONDS})
             reporter.start()
             reporters.append(reporter)
+        # A claim under way is waited for (its job, if one comes, is handed straight back):
+        # a long poll left behind would take a job for a worker that is gone, and the job
+        # would wait for that lease to lapse.
+        while claimer.is_alive() and not self._hurry.is_set() and (
+                left() > 0 or time.monotonic() < (self._claim_until or 0.0)):
+            claimer.join(0.2)
         end = time.monotonic() + SHUTDOWN_REPORT_SECONDS + HEARTBEAT_TIMEOUT
         for reporter in reporters:  # in parallel: the exit waits for the slowest, not the sum
             reporter.join(max(0.0, end - time.monotonic()))
@@ -236,6 +246,7 @@ class Worker:
             handed_over = False
             try:
                 wait = self.schedule.wait_seconds(empty)
+                self._claim_until = time.monotonic() + wait + CLAIM_MARGIN_SECONDS
                 try:
                     resp = self._http.post("v1/worker/claim", json={"services": services,
                                                                    "waitSeconds": wait},
@@ -283,7 +294,9 @@ class Worker:
             log.error("claim answer without jobId/leaseToken: ignored")
             return False
         lease = _lease_seconds(claim.get("leaseExpiresAt"), resp.headers.get("date"))
-        max_runtime = float(claim.get("maxRuntimeSeconds") or self.max_runtime_seconds)
+        # The attempt's run deadline, on the server's clock like the lease.
+        max_runtime = _seconds_left(claim.get("deadlineAt"), resp.headers.get("date"),
+                                    self.max_runtime_seconds)
         ctx = JobContext(claim, worker_id=self.worker_id, runtime_deadline=sent_at + max_runtime,
                          lease_deadline=sent_at + lease, monotonic=self._monotonic,
                          fetch_content=self._fetch_content)
@@ -348,8 +361,9 @@ class Worker:
                 failure = ("handler_error", f"result: {type(exc).__name__}: {exc}"[:1000],
                            attempt_retry_seconds(ctx.attempt, self.retry_base_seconds))
         with job.heartbeat_lock:  # the last progress, variables and lines go first
-            if ctx.has_report():
-                self._heartbeat(job)
+            for _ in range(FINAL_REPORTS):  # a backlog of lines takes a few heartbeats
+                if not ctx.has_report() or not self._heartbeat(job) or ctx.canceled:
+                    break
         if ctx.canceled:
             return "canceled (nothing reported)"
         if failure is not None:
@@ -416,10 +430,12 @@ class Worker:
             end = time.monotonic() + budget
             until = lambda: end  # noqa: E731
         body = {"leaseToken": job.token, "error": {"code": code, "message": message},
-                "retryAfterSeconds": retry_after}
+                "retryAfterSeconds": None if retry_after is None else math.ceil(retry_after)}
         resp = self._call(lambda: self._final_post(
             job, f"v1/worker/jobs/{quote(job.job_id, safe='')}/fail", json=body,
             timeout=budget or REQUEST_TIMEOUT), until, clock=time.monotonic if budget else None)
+        if resp is not None and not resp.is_success and resp.status_code not in (404, 409):
+            log.warning("job %s: fail refused: %s", job.job_id, _error(resp))
         return resp is not None and resp.is_success
 
     def _final_post(self, job: _Job, path: str, **kwargs: Any) -> httpx.Response:
@@ -565,11 +581,16 @@ def _lease_seconds(expires_at: Any, date_header: str | None,
                    default: float = DEFAULT_LEASE_SECONDS) -> float:
     """The lease's length: `leaseExpiresAt` minus the server's own `Date` (so the two
     clocks need not agree), less a second for that header's rounding."""
-    if not isinstance(expires_at, str):
+    return min(3600.0, max(3.0, _seconds_left(expires_at, date_header, default + 1.0) - 1.0))
+
+
+def _seconds_left(at: Any, date_header: str | None, default: float) -> float:
+    """Seconds from the server's `Date` to the timestamp `at` (ISO 8601), or `default`."""
+    if not isinstance(at, str):
         return default
     try:
-        expires = datetime.fromisoformat(expires_at.replace("Z", "+00:00")).timestamp()
+        end = datetime.fromisoformat(at.replace("Z", "+00:00")).timestamp()
         now = parsedate_to_datetime(date_header).timestamp() if date_header else time.time()
     except (TypeError, ValueError, IndexError, OverflowError):
         return default
-    return min(3600.0, max(3.0, expires - now - 1.0))
+    return max(0.0, end - now)

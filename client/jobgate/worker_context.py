@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 LEVELS = {0: "none", 1: "low", 2: "medium", 3: "high"}
-MAX_LINES_PER_REPORT = 1000
-MAX_LOG_BYTES_PER_REPORT = 256 * 1024
+MAX_LINES_PER_REPORT = 200  # the API's limit per heartbeat (docs/api.md, "Workers")
+MAX_LOG_BYTES_PER_REPORT = 200 * 1024  # the request body stays under the API's 300 KB
 
 
 class Retry(Exception):  # noqa: N818  (the name the server side uses too)
