@@ -80,3 +80,18 @@ def test_submit_document_202_carries_gw_async_location(env, http):
                         headers={"Content-Type": "application/json"})
     assert resp.status_code == 202
     assert resp.headers["GW-Async-Location"] == f"/async/v1/requests/{body(resp)['jobId']}"
+
+
+def test_shoptet_token_is_never_rescued_by_another_credential(env, http):
+    """Both credentials sent: both must hold, for one tenant (a wrong Authorization next to a
+    good token is 401, as schemathesis' ignored-auth check expects)."""
+    from tests.conftest import KEY_A, KEY_B
+
+    def get(headers: dict[str, str]) -> int:
+        return http.request("GET", "/api/system/jobs", key=None, headers=headers).status_code
+
+    assert get({"Shoptet-Access-Token": KEY_A}) == 200
+    assert get({"Shoptet-Access-Token": KEY_A, "Authorization": f"Bearer {KEY_A}"}) == 200
+    assert get({"Shoptet-Access-Token": KEY_A, "Authorization": "Bearer wrong"}) == 401
+    assert get({"Shoptet-Access-Token": KEY_A, "Authorization": f"Bearer {KEY_B}"}) == 401
+    assert get({"Shoptet-Access-Token": "wrong", "Authorization": f"Bearer {KEY_A}"}) == 401

@@ -12,7 +12,7 @@ from chalice import Response
 
 from ..http import base_url, query_params
 from ..jobs import CANCELED, FAILED, QUEUED, RUNNING, SUCCEEDED, Job
-from ..tenants import Tenant
+from ..tenants import Tenant, unauthorized
 
 STATUS = {QUEUED: "pending", RUNNING: "running", SUCCEEDED: "completed", FAILED: "failed",
           CANCELED: "canceled"}
@@ -22,11 +22,16 @@ EVENT = "job:finished"
 
 
 def authenticate(rt: Any, request: Any) -> Tenant:
-    """`Shoptet-Access-Token: <api key>` (these routes only), else the usual Authorization."""
+    """`Shoptet-Access-Token: <api key>` (these routes only), else the usual Authorization.
+    Every credential sent must be valid: a wrong one is never rescued by the other."""
     token = (request.headers.get("shoptet-access-token") or "").strip()
+    authorization = request.headers.get("authorization")
     if token:
-        return rt.tenants.authenticate(f"Bearer {token}")
-    return rt.tenants.authenticate(request.headers.get("authorization"))
+        tenant = rt.tenants.authenticate(f"Bearer {token}")
+        if authorization and rt.tenants.authenticate(authorization).name != tenant.name:
+            raise unauthorized("the two credentials name different tenants")
+        return tenant
+    return rt.tenants.authenticate(authorization)
 
 
 def stamp(ts: float | None) -> str | None:
