@@ -95,3 +95,4 @@ def test_shoptet_token_is_never_rescued_by_another_credential(env, http):
     assert get({"Shoptet-Access-Token": KEY_A, "Authorization": "Bearer wrong"}) == 401
     assert get({"Shoptet-Access-Token": KEY_A, "Authorization": f"Bearer {KEY_B}"}) == 401
     assert get({"Shoptet-Access-Token": "wrong", "Authorization": f"Bearer {KEY_A}"}) == 401
+    assert get({"Shoptet-Access-Token": " ", "Authorization": f"Bearer {KEY_A}"}) == 401

@@ -24,9 +24,12 @@ EVENT = "job:finished"
 def authenticate(rt: Any, request: Any) -> Tenant:
     """`Shoptet-Access-Token: <api key>` (these routes only), else the usual Authorization.
     Every credential sent must be valid: a wrong one is never rescued by the other."""
-    token = (request.headers.get("shoptet-access-token") or "").strip()
+    token = request.headers.get("shoptet-access-token")
     authorization = request.headers.get("authorization")
-    if token:
+    if token is not None:  # sent, even blank: it must be valid
+        token = token.strip()
+        if not token:
+            raise unauthorized("empty Shoptet-Access-Token")
         tenant = rt.tenants.authenticate(f"Bearer {token}")
         if authorization and rt.tenants.authenticate(authorization).name != tenant.name:
             raise unauthorized("the two credentials name different tenants")
