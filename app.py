@@ -312,7 +312,7 @@ def _accepted(rt: Any, request: Any, submitted: Any) -> Response:
 
 # -- SQS handlers ----------------------------------------------------------------------------
 
-# One job per invocation: every job starts with the whole invocation (a 840 s service
+# One job per invocation: every job starts with the whole invocation (a 830 s service
 # always fits in the 900 s function), no job waits behind another of its batch, and no
 # record is put back for lack of time (each put-back counts toward the queue's
 # maxReceiveCount). docs/design.md "Time limits" has the figures.

@@ -33,7 +33,7 @@ Status = Literal["succeeded", "retry", "canceled", "timed_out"]
 @dataclass
 class ServiceRun:
     status: Status
-    result: Any = None  # the handler's value; a `Result`'s body is read into bytes
+    result: Any = None  # the handler's value; a `Result`'s body read (JSON parsed) as a client would
     body: bytes | None = None  # the result as the worker would store it
     content_type: str | None = None
     progress: list[tuple[float, str | None]] = field(default_factory=list)
@@ -116,6 +116,8 @@ def run_service(
             body = value.body
             if not isinstance(body, bytes | bytearray):
                 body = body.read() if hasattr(body, "read") else b"".join(body)
+            if value.content_type.split(";")[0].strip() == "application/json":
+                return json.loads(body), bytes(body), value.content_type  # as a client reads it
             return body, bytes(body), value.content_type
         return value, json.dumps(value, separators=(",", ":"), default=str).encode(), \
             "application/json"

@@ -209,6 +209,11 @@ def main() -> int:
     for noisy in ("werkzeug", "botocore", "urllib3", "moto"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     sys.path.insert(0, str(PROJECT_DIR))
+    # The handlers come first: the API answers before start() returns (it still starts the
+    # worker processes), and a SIGTERM in that window must stop us cleanly, not kill us.
+    stopped = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stopped.set())
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     service = LocalService()
     info = service.start()
     print(
@@ -223,9 +228,6 @@ def main() -> int:
         "Ctrl-C stops it.\n",
         flush=True,
     )
-    stopped = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stopped.set())
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     stopped.wait()
     print("stopping...", flush=True)
     service.stop()

@@ -144,9 +144,9 @@ def test_a_timeout_longer_than_the_job_function_allows_is_refused_at_declaration
     from chalicelib import services
     from chalicelib.services import Service
 
-    with pytest.raises(ValueError, match="exceeds 840 s"):
+    with pytest.raises(ValueError, match="exceeds 830 s"):
         Service(name="long", description="x", handler=lambda d, c: d, timeout_seconds=1200)
-    Service(name="long", description="x", handler=lambda d, c: d, timeout_seconds=840)
+    Service(name="long", description="x", handler=lambda d, c: d, timeout_seconds=830)
     Service(name="long", description="x", runs_on="worker", timeout_seconds=86_400)
     (services_dir / "toolong.py").write_text(
         "from chalicelib.services import Service, register\n"
@@ -178,6 +178,7 @@ def test_the_function_timeout_is_one_figure_in_code_and_config() -> None:
         END_MARGIN_SECONDS,
         JOB_FUNCTION_TIMEOUT_SECONDS,
         MAX_LAMBDA_TIMEOUT_SECONDS,
+        START_SLACK_SECONDS,
     )
     from localrunner.pollers import LambdaContext, function_timeout
 
@@ -188,8 +189,9 @@ def test_the_function_timeout_is_one_figure_in_code_and_config() -> None:
         assert function_timeout("run_jobs", stage) == JOB_FUNCTION_TIMEOUT_SECONDS
     assert LambdaContext("run_jobs").timeout == JOB_FUNCTION_TIMEOUT_SECONDS
     assert LambdaContext("api_handler").timeout == 30
-    assert MAX_LAMBDA_TIMEOUT_SECONDS == JOB_FUNCTION_TIMEOUT_SECONDS - END_MARGIN_SECONDS
-    assert lambda_time_left(None) == MAX_LAMBDA_TIMEOUT_SECONDS  # a fresh invocation
+    assert MAX_LAMBDA_TIMEOUT_SECONDS == \
+        JOB_FUNCTION_TIMEOUT_SECONDS - END_MARGIN_SECONDS - START_SLACK_SECONDS
+    assert lambda_time_left(None) == JOB_FUNCTION_TIMEOUT_SECONDS - END_MARGIN_SECONDS
 
 
 def test_jobs_are_taken_one_per_invocation() -> None:
@@ -360,6 +362,30 @@ def test_a_record_with_too_little_time_left_goes_back_without_an_attempt(
     assert retries == [(msgs[0]["ReceiptHandle"], 0)]  # visible again at once
     env.run_queue()
     assert job(env, job_id).status == "succeeded" and ran == [job_id]
+
+
+def test_the_longest_declaration_starts_in_a_fresh_invocation(
+        env: Any, http: Any, add_service: Callable[..., Any]) -> None:
+    """A fresh invocation is a little under the function's timeout when its record starts:
+    the longest timeout a service may declare must still start there (it did not: snapshot,
+    declared at the old maximum, bounced until it was dead-lettered with no attempt)."""
+    from chalicelib.services import END_MARGIN_SECONDS, JOB_FUNCTION_TIMEOUT_SECONDS
+    from chalicelib.services.base import MAX_LAMBDA_TIMEOUT_SECONDS
+
+    ran: list[str] = []
+    add_service("longest", lambda d, c: ran.append(c.job_id) or {},
+                timeout_seconds=MAX_LAMBDA_TIMEOUT_SECONDS)
+    job_id = submit(http, "longest")
+
+    class Fresh:  # the invocation has already spent a few seconds starting up
+        def get_remaining_time_in_millis(self) -> int:
+            return (JOB_FUNCTION_TIMEOUT_SECONDS - 5) * 1000
+
+    assert (JOB_FUNCTION_TIMEOUT_SECONDS - 5) - END_MARGIN_SECONDS >= MAX_LAMBDA_TIMEOUT_SECONDS
+    import app as app_module
+
+    app_module.app.handler_map["run_jobs"](env.event(env.messages()), Fresh())
+    assert ran == [job_id] and job(env, job_id).status == "succeeded"
 
 
 def test_the_local_runners_pollers_apply_their_functions_timeout(env: Any) -> None:

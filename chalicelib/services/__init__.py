@@ -17,6 +17,7 @@ from .base import (
     END_MARGIN_SECONDS,
     JOB_FUNCTION_TIMEOUT_SECONDS,
     MAX_LAMBDA_TIMEOUT_SECONDS,
+    START_SLACK_SECONDS,
     Canceled,
     Context,
     Result,
@@ -87,7 +88,8 @@ def _load() -> None:
 
 
 __all__ = [
-    "END_MARGIN_SECONDS", "JOB_FUNCTION_TIMEOUT_SECONDS", "MAX_LAMBDA_TIMEOUT_SECONDS", "Canceled",
+    "END_MARGIN_SECONDS", "JOB_FUNCTION_TIMEOUT_SECONDS", "MAX_LAMBDA_TIMEOUT_SECONDS",
+    "START_SLACK_SECONDS", "Canceled",
     "Context", "Result", "Retry", "Service", "TimedOut", "all_services", "discover", "get",
     "module_names", "register", "unregister",
 ]

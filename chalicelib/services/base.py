@@ -16,8 +16,12 @@ JOB_FUNCTION_TIMEOUT_SECONDS = 900
 # Kept free after a handler's deadline: ending the attempt (log, terminal write, the
 # message's visibility) must happen before Lambda kills the invocation.
 END_MARGIN_SECONDS = 60
+# An invocation is never quite whole when a record starts (start-up, earlier records'
+# bookkeeping): the longest declaration leaves this much so that a fresh invocation can
+# always start it (a record starts only with its whole `timeout_seconds` left).
+START_SLACK_SECONDS = 10
 # The longest `timeout_seconds` a service that runs in the job Lambda may declare.
-MAX_LAMBDA_TIMEOUT_SECONDS = JOB_FUNCTION_TIMEOUT_SECONDS - END_MARGIN_SECONDS
+MAX_LAMBDA_TIMEOUT_SECONDS = JOB_FUNCTION_TIMEOUT_SECONDS - END_MARGIN_SECONDS - START_SLACK_SECONDS
 
 RunsOn = Literal["lambda", "worker"]
 
@@ -118,7 +122,8 @@ def declaration_problems(s: Service) -> list[str]:
             problems.append(
                 f"timeout_seconds={s.timeout_seconds} exceeds {MAX_LAMBDA_TIMEOUT_SECONDS} s (the "
                 f"job function's {JOB_FUNCTION_TIMEOUT_SECONDS} s minus {END_MARGIN_SECONDS} s to "
-                "end the attempt); declare runs_on='worker' for longer jobs")
+                f"end the attempt and {START_SLACK_SECONDS} s of start-up); declare runs_on='worker' "
+                "for longer jobs")
     elif s.handler is not None:
         problems.append("a worker service has no handler in the Lambda package "
                         "(its handler is given to the worker)")

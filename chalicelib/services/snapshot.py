@@ -44,6 +44,6 @@ def run(data: SnapshotInput, ctx: Context) -> Any:
 
 register(Service(
     name="snapshot", handler=run, input_model=SnapshotInput, status_variables=("ROWS_WRITTEN",),
-    timeout_seconds=840,  # the most a Lambda service may declare (services.base)
+    timeout_seconds=830,  # the most a Lambda service may declare (services.base)
     description="Generates a CSV export of `rows` rows, streamed to S3 with multipart upload.",
 ))
