@@ -235,7 +235,7 @@ class JobsApi:
                 pass
         return Submitted(job, replayed=True)
 
-    def wait_for_end(self, job: Job, seconds: int) -> Job:
+    def wait_for_end(self, job: Job, seconds: float) -> Job:
         """Prefer: wait=N. Re-reads with a growing pause (0.1 s doubling to 1 s): about a
         dozen reads for 20 s, never a tight loop."""
         deadline = self.monotonic() + seconds
@@ -305,6 +305,8 @@ class JobsApi:
             if not hmac.compare_digest(sig, self._cursor_signature(payload, tenant)):
                 raise ValueError("signature")  # forged, tampered, or another tenant's
             job_id, c_status, c_service = json.loads(payload)
+            if not isinstance(job_id, str):
+                raise TypeError("job id")
         except (ValueError, TypeError):
             raise bad_request("invalid cursor", "invalid_cursor") from None
         if (c_status, c_service) != (status, service) or not is_job_id(job_id):
@@ -405,8 +407,10 @@ class ActiveJobs:
             return hit[1]
         with self._lock:
             gate = self._reading.setdefault(tenant, threading.Lock())
-        if not gate.acquire(blocking=hit is None):
-            return hit[1]  # type: ignore[index]  (hit is set when not blocking)
+        if hit is not None and not gate.acquire(blocking=False):
+            return hit[1]
+        if hit is None:
+            gate.acquire()
         try:
             hit = self._seen.get(tenant)
             if hit is None or self._clock() - hit[0] >= self._ttl:

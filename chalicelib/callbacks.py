@@ -25,7 +25,7 @@ DEAD_LETTERED = "dead_lettered: the webhook message could not be processed"
 
 def parse_message(body: str) -> dict[str, Any]:
     try:
-        msg = json.loads(body)
+        msg: dict[str, Any] = json.loads(body)
         for field in ("tenant", "jobId", "eventId", "url", "event"):
             if not isinstance(msg[field], str) or not msg[field]:
                 raise ValueError(field)

@@ -11,13 +11,16 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from .jobs import CANCELED, FAILED, QUEUED, RUNNING, TERMINAL, Job
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 _ser, _de = TypeSerializer(), TypeDeserializer()
 _FIELDS = {f.name: "".join(w.title() if i else w for i, w in enumerate(f.name.split("_")))
@@ -78,7 +81,7 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, Binary):
-        return bytes(value)
+        return bytes(value)  # type: ignore[call-overload]  # Binary has __bytes__
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list | set):
@@ -157,7 +160,7 @@ class Page:
 
 
 class JobStore:
-    def __init__(self, client: Any, table: str):
+    def __init__(self, client: DynamoDBClient, table: str):
         self._db = client
         self._table = table
 
@@ -249,7 +252,7 @@ class JobStore:
             "requestHash": job.request_hash or "", "ttl": int(job.expires_at),
             "expiresAt": job.expires_at,
         })
-        items = [
+        items: list[Any] = [
             {"Put": {"TableName": self._table, "Item": run_item,
                      "ConditionExpression": "attribute_not_exists(pk) OR expiresAt < :now",
                      "ExpressionAttributeValues": serialize({":now": job.created_at})}},
@@ -432,11 +435,11 @@ class JobStore:
 
     def update_fields(self, tenant: str, job_id: str, values: dict[str, Any]) -> None:
         sets, removes, names, vals = assignments(values)
+        extra: dict[str, Any] = {"ExpressionAttributeValues": serialize(vals)} if vals else {}
         self._db.update_item(
             TableName=self._table, Key=self._key(tenant, job_id),
             UpdateExpression=update_expression(sets, removes),
-            ConditionExpression="attribute_exists(pk)", ExpressionAttributeNames=names,
-            **({"ExpressionAttributeValues": serialize(vals)} if vals else {}),
+            ConditionExpression="attribute_exists(pk)", ExpressionAttributeNames=names, **extra,
         )
 
     def delete(self, tenant: str, job_id: str) -> Job:
@@ -464,7 +467,7 @@ class JobStore:
                 if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                     raise
         pk = job_pk(tenant, job_id)
-        query = {"TableName": self._table, "KeyConditionExpression": "pk = :pk",
+        query: dict[str, Any] = {"TableName": self._table, "KeyConditionExpression": "pk = :pk",
                  "ExpressionAttributeValues": serialize({":pk": pk}), "ProjectionExpression": "sk"}
         while True:
             page = self._db.query(**query)
@@ -486,7 +489,7 @@ class JobStore:
         names = dict(names or {})
         if "#st" in update or "#st" in condition:
             names["#st"] = "status"
-        kwargs = {"ExpressionAttributeNames": names} if names else {}
+        kwargs: dict[str, Any] = {"ExpressionAttributeNames": names} if names else {}
         try:
             out = self._db.update_item(
                 TableName=self._table, Key=self._key(tenant, job_id),
@@ -502,5 +505,5 @@ class JobStore:
     def _conflict(exc: ClientError) -> Exception:
         if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
             return exc
-        item = exc.response.get("Item")
+        item: dict[str, Any] | None = exc.response.get("Item")  # type: ignore[assignment]
         return Conflict(job_from_item(item) if item else None)

@@ -21,10 +21,13 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ApiError
 from .store import assignments, deserialize, part, serialize, update_expression
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 CACHE_SECONDS = 5.0
 TENANT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -124,7 +127,7 @@ def _tenant_key(name: str) -> dict[str, Any]:
 
 
 class TenantStore:
-    def __init__(self, client: Any, table: str, cache_seconds: float = CACHE_SECONDS):
+    def __init__(self, client: DynamoDBClient, table: str, cache_seconds: float = CACHE_SECONDS):
         self._db, self._table, self._ttl = client, table, cache_seconds
         self._cache: dict[str, tuple[float, Tenant | None]] = {}
         self._tenants: dict[str, tuple[float, Tenant | None]] = {}
@@ -179,11 +182,11 @@ class TenantStore:
     def update_tenant(self, name: str, values: dict[str, Any]) -> None:
         """Set (or, for None, remove) tenant attributes; the tenant must exist."""
         sets, removes, names, vals = assignments(values)
+        extra: dict[str, Any] = {"ExpressionAttributeValues": serialize(vals)} if vals else {}
         self._db.update_item(TableName=self._table, Key=_tenant_key(name),
                              UpdateExpression=update_expression(sets, removes),
                              ConditionExpression="attribute_exists(pk)",
-                             ExpressionAttributeNames=names,
-                             **({"ExpressionAttributeValues": serialize(vals)} if vals else {}))
+                             ExpressionAttributeNames=names, **extra)
 
     # -- keys --------------------------------------------------------------------------
     def add_key(self, tenant: str, api_key: str, label: str = "",

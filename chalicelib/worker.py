@@ -259,7 +259,8 @@ class Worker:
         def attempt() -> tuple[str, int, str]:
             ctx.content = self.blobs.get(job.content_key) if job.content_key \
                 else job.content_inline
-            value = service.handler(data, ctx)  # type: ignore[misc]  (lambda services have one)
+            assert service.handler is not None  # a Lambda service has one (Service checks)
+            value = service.handler(data, ctx)
             # Storing the result is part of the attempt: a streamed result runs the handler's
             # generator here, and a failed write is retried like a failed handler.
             stored = self._store_result(job, token, value)
@@ -268,27 +269,27 @@ class Worker:
             return stored
 
         outcome = call_with_deadline(attempt, deadline, on_timeout=ctx.close, name=job.job_id)
-        exc = outcome.error
+        error = outcome.error
         # An error the handler raised at or after its deadline (often the TimedOut of a
         # refused ctx call, or `if ctx.canceled: raise Canceled()`) is the timeout too.
-        late = isinstance(exc, Exception) and time.monotonic() >= deadline \
+        late = isinstance(error, Exception) and time.monotonic() >= deadline \
             and self._still_ours(job, token)
         if outcome.timed_out or late:
             self.blobs.delete(key)
             self._attempt_failed(job, token, TimedOut(
                 f"still running after the service's timeout of {service.timeout_seconds}s"),
                 ctx, "timed_out")
-        elif isinstance(exc, Canceled):
-            self._handler_canceled(job, token, exc, ctx)
-        elif isinstance(exc, RetryRequested):
+        elif isinstance(error, Canceled):
+            self._handler_canceled(job, token, error, ctx)
+        elif isinstance(error, RetryRequested):
             self.blobs.delete(key)
-            self._attempt_failed(job, token, exc, ctx, "attempts_exhausted",
-                                 delay=int(exc.after_seconds + 0.999))
-        elif isinstance(exc, Exception):  # any handler failure is the job's failure
+            self._attempt_failed(job, token, error, ctx, "attempts_exhausted",
+                                 delay=int(error.after_seconds + 0.999))
+        elif isinstance(error, Exception):  # any handler failure is the job's failure
             self.blobs.delete(key)
-            self._attempt_failed(job, token, exc, ctx)
-        elif exc is not None:
-            raise exc  # not a failure of the job: the process is going down
+            self._attempt_failed(job, token, error, ctx)
+        elif error is not None:
+            raise error  # not a failure of the job: the process is going down
         else:
             self._succeed(job, service, token, outcome.value, ctx)
 
