@@ -25,6 +25,8 @@ from chalicelib.httpio import (
     render_error,
 )
 from chalicelib.jobs import retry_after
+from chalicelib.ports import Unavailable
+from chalicelib.tenants import Unauthorized
 from chalicelib.views import deliveries_body
 
 if TYPE_CHECKING:  # annotations only: nothing more is imported at cold start
@@ -57,6 +59,18 @@ def current_request() -> Request:
     return request
 
 
+def unexpected(exc: Exception, method: str, path: str) -> ApiError:
+    """An error no layer turned into an answer. AWS not answering (our Unavailable, or a
+    botocore error from a call no adapter wraps) is a 503 worth retrying; anything else is
+    a bug: a 500, with its traceback logged (bad input never gets here: it is a 4xx)."""
+    if isinstance(exc, Unavailable) or type(exc).__module__.startswith("botocore"):
+        log.warning("AWS unavailable on %s %s: %r", method, path, exc)
+        return ApiError(503, "unavailable", "temporarily unable to serve this request",
+                        headers={"Retry-After": "5"})
+    log.exception("unhandled error on %s %s", method, path)
+    return ApiError(500, "internal_error", "an internal error occurred; it was logged")
+
+
 def endpoint(path: str, methods: list[str], auth: bool = True) -> Callable[[View], View]:
     """Route with our own auth and error handling: every failure is our JSON/XML error."""
 
@@ -73,11 +87,12 @@ def endpoint(path: str, methods: list[str], auth: bool = True) -> Callable[[View
                     return view(rt, request, tenant, **params)
             except ApiError as err:
                 return render_error(request, err)
-            except Exception:  # noqa: BLE001  (never a bare 500 body)
-                log.exception("unhandled error on %s %s", request.method, path)
+            except Unauthorized as err:
                 return render_error(request, ApiError(
-                    503, "unavailable", "temporarily unable to serve this request",
-                    headers={"Retry-After": "5"}))
+                    401, "unauthorized", err.message,
+                    headers={"WWW-Authenticate": err.challenge}))
+            except Exception as exc:  # noqa: BLE001  (never Chalice's bare 500 body)
+                return render_error(request, unexpected(exc, request.method, path))
 
         app.route(path, methods=methods, content_types=ANY)(handler)
         return handler
@@ -347,7 +362,7 @@ def run_jobs(event: SQSEvent) -> dict[str, Any]:
     return batch.process(  # Lambda's time left, measured as each record starts
         event.to_dict(),
         lambda r: rt.handle_job_record(r, runtime.lambda_time_left(event.context)),
-        rt.clients.sqs, rt.queue_url)
+        rt.dispatcher, rt.queue_url)
 
 
 @app.on_sqs_message(queue=f"{PREFIX}-jobs-dlq", batch_size=10)
@@ -355,7 +370,7 @@ def fail_dead_jobs(event: SQSEvent) -> dict[str, Any]:
     from chalicelib import batch
 
     rt = runtime.get()
-    return batch.process(event.to_dict(), rt.handle_dead_job, rt.clients.sqs, rt.queue_url)
+    return batch.process(event.to_dict(), rt.handle_dead_job, rt.dispatcher, rt.queue_url)
 
 
 @app.on_sqs_message(queue=f"{PREFIX}-callbacks", batch_size=10)
@@ -363,7 +378,7 @@ def deliver_callbacks(event: SQSEvent) -> dict[str, Any]:
     from chalicelib import batch
 
     rt = runtime.get()
-    return batch.process(event.to_dict(), rt.handle_callback_record, rt.clients.sqs, rt.queue_url)
+    return batch.process(event.to_dict(), rt.handle_callback_record, rt.dispatcher, rt.queue_url)
 
 
 @app.on_sqs_message(queue=f"{PREFIX}-callbacks-dlq", batch_size=10)
@@ -371,7 +386,7 @@ def fail_dead_callbacks(event: SQSEvent) -> dict[str, Any]:
     from chalicelib import batch
 
     rt = runtime.get()
-    return batch.process(event.to_dict(), rt.handle_dead_callback, rt.clients.sqs, rt.queue_url)
+    return batch.process(event.to_dict(), rt.handle_dead_callback, rt.dispatcher, rt.queue_url)
 
 
 # -- unknown routes and wrong methods: our error body on every deploy path -------------------

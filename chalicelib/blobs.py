@@ -8,6 +8,8 @@ from typing import IO, TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from .ports import BlobsUnavailable, translating
+
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
     from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
@@ -32,6 +34,7 @@ def content_key(tenant: str, job_id: str) -> str:
     return f"inputs/{tenant}/{job_id}"
 
 
+@translating(BlobsUnavailable)  # botocore's errors stay in this module
 class BlobStore:
     def __init__(self, client: S3Client, bucket: str):
         self._s3 = client

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from .jobs import Job
+from .ports import StoreUnavailable, translating
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -49,6 +50,7 @@ def holds_place(job: Job, claimed: bool = False) -> bool:
     return job.previous is None and job.attempts - (1 if claimed else 0) == 0
 
 
+@translating(StoreUnavailable)  # botocore's errors stay in this module
 class QueueCapacity:
     def __init__(self, client: DynamoDBClient, table: str, clock: Callable[[], float] = time.monotonic):
         self._db, self._table, self._clock = client, table, clock

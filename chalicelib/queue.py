@@ -9,6 +9,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .messages import JobMessage
+from .ports import QueueUnavailable, translating
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 MAX_VISIBILITY = 43_200 - 300
 
 
+@translating(QueueUnavailable)  # botocore's errors stay in this module
 class Dispatcher:
     def __init__(self, client: SQSClient, jobs_url: str, callbacks_url: str, depth_ttl: float = 10.0,
                  capacity: QueueCapacity | None = None):
@@ -49,6 +51,17 @@ class Dispatcher:
 
     def send_raw(self, queue_url: str, body: str) -> None:
         self._sqs.send_message(QueueUrl=queue_url, MessageBody=body)
+
+    def url_of(self, name: str) -> str:
+        """The URL of a queue known by name only (an event source's ARN names it)."""
+        return self._sqs.get_queue_url(QueueName=name)["QueueUrl"]
+
+    def delete_batch(self, queue_url: str, receipt_handles: list[str]) -> None:
+        """Delete handled messages, ten per request (SQS's batch limit)."""
+        for i in range(0, len(receipt_handles), 10):
+            self._sqs.delete_message_batch(QueueUrl=queue_url, Entries=[
+                {"Id": str(n), "ReceiptHandle": handle}
+                for n, handle in enumerate(receipt_handles[i:i + 10])])
 
     def retry_later(self, queue_url: str, receipt_handle: str, seconds: int) -> None:
         """Hide a message for `seconds`; it comes back as a new delivery. SQS counts its 12 h

@@ -180,7 +180,7 @@ class Runtime:
                     self.settings.jobs_dlq_url, self.settings.callbacks_dlq_url):
             if url.rstrip("/").rsplit("/", 1)[-1] == name:
                 return url
-        return self.clients.sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        return self.dispatcher.url_of(name)
 
 
 class Deferred(Exception):

@@ -18,6 +18,9 @@ from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from .jobs import CANCELED, FAILED, QUEUED, RUNNING, TERMINAL, Job
+from .ports import Conflict, RunIdTaken, StoreUnavailable, translating
+
+__all__ = ["Conflict", "JobStore", "Page", "RunIdTaken"]  # the exceptions live in ports.py
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -33,21 +36,6 @@ KEEP_LAST_DELIVERIES = 20  # webhook attempts kept after the first (docs/api.md)
 INDEX_ALL, INDEX_STATUS, INDEX_SERVICE = "byTenant", "byTenantStatus", "byTenantService"
 # A worker job's claim-index keys and lease deadline: no terminal job keeps them.
 CLAIM_ATTRS = ("claimKey", "availableAt", "claimedAt", "runDeadline")
-
-
-class Conflict(Exception):
-    """A conditional write lost: the job is not in the state the caller expected."""
-
-    def __init__(self, job: Job | None):
-        super().__init__("job state changed")
-        self.job = job
-
-
-class RunIdTaken(Exception):
-    def __init__(self, job_id: str, request_hash: str):
-        super().__init__(job_id)
-        self.job_id = job_id
-        self.request_hash = request_hash
 
 
 def part(text: str) -> str:
@@ -131,7 +119,11 @@ def update_expression(sets: list[str], removes: list[str]) -> str:
 
 
 def apply(job: Job, values: dict[str, Any]) -> Job:
-    """The job as it will be once `values` (item attribute names) are written."""
+    """The job as it will be once `values` (item attribute names) are written. A name that
+    is no job attribute is refused (ValueError): `assignments` would still write it."""
+    unknown = sorted(set(values) - set(_ATTRS))
+    if unknown:
+        raise ValueError(f"not job attributes: {', '.join(unknown)}")
     changes = {}
     for attr, value in values.items():
         if attr in _ATTRS:
@@ -159,6 +151,7 @@ class Page:
     last_job_id: str | None
 
 
+@translating(StoreUnavailable, conflicts=True)  # botocore's errors stay in this module
 class JobStore:
     def __init__(self, client: DynamoDBClient, table: str):
         self._db = client
@@ -279,9 +272,8 @@ class JobStore:
         """For a chain's next job, whose ID was fixed by the previous job's end."""
         try:
             self.create(job)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
+        except Conflict:
+            pass  # created already
 
     def run_id_owner(self, tenant: str, run_id: str) -> tuple[str, str] | None:
         out = self._db.get_item(

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import ApiError
+from .ports import StoreUnavailable, translating
 from .store import assignments, deserialize, part, serialize, update_expression
 
 if TYPE_CHECKING:
@@ -106,9 +106,17 @@ def parse_authorization(header: str | None) -> tuple[str | None, str]:
     raise unauthorized("unsupported Authorization header")
 
 
-def unauthorized(message: str = "invalid credentials") -> ApiError:
-    return ApiError(401, "unauthorized", message,
-                    headers={"WWW-Authenticate": 'Bearer, Basic realm="jobgate"'})
+class Unauthorized(Exception):
+    """Credentials missing, garbled or unknown (app.py answers 401 with `challenge` in
+    WWW-Authenticate). A domain error: this module knows no HTTP."""
+
+    def __init__(self, message: str, challenge: str = 'Bearer, Basic realm="jobgate"'):
+        super().__init__(message)
+        self.message, self.challenge = message, challenge
+
+
+def unauthorized(message: str = "invalid credentials") -> Unauthorized:
+    return Unauthorized(message)
 
 
 def tenant_pk(name: str) -> str:
@@ -126,6 +134,7 @@ def _tenant_key(name: str) -> dict[str, Any]:
     return serialize({"pk": tenant_pk(name), "sk": "TENANT"})
 
 
+@translating(StoreUnavailable)  # botocore's errors stay in this module
 class TenantStore:
     def __init__(self, client: DynamoDBClient, table: str, cache_seconds: float = CACHE_SECONDS):
         self._db, self._table, self._ttl = client, table, cache_seconds

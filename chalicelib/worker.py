@@ -12,16 +12,16 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from . import services, telemetry
-from .blobs import BlobStore, log_key, result_key
+from .blobs import log_key, result_key
 from .capacity import holds_place
 from .ids import new_job_id
 from .jobs import FAILED, QUEUED, RUNNING, SUCCEEDED, Job, iso, retry_delay
 from .messages import Retry, parse_job_message
-from .queue import MAX_VISIBILITY, Dispatcher
+from .ports import BlobPort, Conflict, JobStorePort, QueuePort, Unavailable
+from .queue import MAX_VISIBILITY
 from .services._deadline import call_with_deadline
 from .services.base import (
     END_MARGIN_SECONDS,
@@ -33,7 +33,7 @@ from .services.base import (
 )
 from .services.base import Retry as RetryRequested  # a handler's; .messages.Retry is ours
 from .settings import Settings
-from .store import Conflict, JobStore, apply
+from .store import apply
 from .views import JobView
 
 log = logging.getLogger("jobgate.worker")
@@ -134,7 +134,7 @@ class RunContext:
 
 class Worker:
     def __init__(
-        self, store: JobStore, blobs: BlobStore, dispatcher: Dispatcher, settings: Settings,
+        self, store: JobStorePort, blobs: BlobPort, dispatcher: QueuePort, settings: Settings,
         view: JobView, clock: Callable[[], float] = time.time,
         after_end: Callable[..., None] | None = None,
     ):
@@ -228,7 +228,7 @@ class Worker:
             return
         try:
             self.dispatcher.capacity.release(job.job_id, self.settings.max_queue_depth)
-        except (ClientError, BotoCoreError):
+        except Unavailable:
             log.warning("a waiting-count place was not given back (repaired later)")
 
     def _with_event(self, job: Job, status: str, values: dict[str, Any], now: float

@@ -25,8 +25,8 @@ from .ids import is_job_id, new_job_id
 from .jobs import CANCELED, FAILED, QUEUED, RUNNING, SUCCEEDED, Job, iso
 from .leasestore import LeaseStore
 from .messages import Malformed, Retry, parse_job_message
+from .ports import Conflict
 from .queue import MAX_VISIBILITY
-from .store import Conflict
 from .workerkeys import WorkerKey, WorkerKeyStore
 
 if TYPE_CHECKING:
