@@ -82,3 +82,17 @@ def test_apply_refuses_a_misspelled_attribute() -> None:
     assert apply(job, {"resultKey": "k", "validUntil": 5.0}).valid_until == 5.0
     with pytest.raises(ValueError, match="resultkey"):
         apply(job, {"resultkey": "k"})
+
+
+def test_a_bug_is_a_500_and_aws_not_answering_a_503() -> None:
+    from botocore.exceptions import ClientError
+
+    import app
+    from chalicelib.ports import StoreUnavailable
+
+    bug = app.unexpected(KeyError("oops"), "GET", "/v1/jobs")
+    assert bug.status == 500 and bug.code == "internal_error" and "Retry-After" not in bug.headers
+    for down in (StoreUnavailable("InternalServerError"),
+                 ClientError({"Error": {"Code": "ThrottlingException"}}, "GetItem")):
+        err = app.unexpected(down, "GET", "/v1/jobs")
+        assert err.status == 503 and err.headers["Retry-After"] == "5"
