@@ -28,10 +28,12 @@ run: .venv
 
 test: .venv
 	$(PY) -m ruff check .
+	$(PY) -m mypy  # strict; files and settings in pyproject.toml (cached: seconds)
 	$(PY) -m pytest -q
 
 lint: .venv
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 bench: .venv
 	$(PY) -m bench.run

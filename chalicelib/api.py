@@ -12,31 +12,27 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import DYNAMODB_CONTEXT
-from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from . import services, telemetry
-from .blobs import BlobStore, content_key
+from .blobs import content_key
 from .capacity import holds_place
 from .errors import ApiError, bad_request, conflict, not_found, validation_error
 from .ids import is_job_id, new_job_id
 from .jobs import CANCELED, QUEUED, Job, presign_seconds
 from .leases import make_claimable
-from .limits import MAX_SUBMITTED_ITEM, item_size
+from .limits import MAX_SUBMITTED_ITEM, item_size, storable_number
 from .models import JobResource, SubmitRequest
-from .queue import Dispatcher
+from .ports import BlobPort, Conflict, JobStorePort, QueuePort, RunIdTaken, Unavailable
 from .settings import Settings
-from .store import Conflict, JobStore, RunIdTaken, apply, job_to_item
+from .store import apply, job_to_item
 from .tenants import Tenant
 from .urls import check_callback_url
 from .views import JobView
 
 INLINE_CONTENT_LIMIT = 64 * 1024
-MAX_CONTENT_BYTES = 4 * 1024 * 1024
 REQUEUE_AFTER_SECONDS = 30.0
 
 
@@ -52,7 +48,7 @@ def unavailable(message: str, retry_after: int = 5) -> ApiError:
 
 class JobsApi:
     def __init__(
-        self, store: JobStore, blobs: BlobStore, dispatcher: Dispatcher, settings: Settings,
+        self, store: JobStorePort, blobs: BlobPort, dispatcher: QueuePort, settings: Settings,
         view: JobView, cursor_secret: bytes | Callable[[], bytes],
         clock: Callable[[], float] = time.time,
     ):
@@ -149,17 +145,17 @@ class JobsApi:
             self._drop_content(job)
             return self._replay(tenant, req.run_id or "", taken.job_id, taken.request_hash,
                                 request_hash)
-        except (ClientError, BotoCoreError) as exc:
+        except Unavailable as exc:
             self._give_back(job.job_id)
             self._drop_content(job)
-            raise unavailable(f"cannot store the job now ({_aws_code(exc)})") from exc
+            raise unavailable(f"cannot store the job now ({exc.code})") from exc
         try:
             if service.runs_on != "worker":  # workers claim from the claim index instead
                 self.dispatcher.send_job(tenant.name, job.job_id, job.service)
-        except (ClientError, BotoCoreError) as exc:
+        except Unavailable as exc:
             self._give_back(job.job_id)
             self._forget(job)
-            raise unavailable(f"cannot queue the job now ({_aws_code(exc)})") from exc
+            raise unavailable(f"cannot queue the job now ({exc.code})") from exc
         telemetry.metric("JobsSubmitted", JobService=service.name)
         return Submitted(job, replayed=False)
 
@@ -171,7 +167,7 @@ class JobsApi:
         limit = tenant.max_active or self.settings.tenant_max_active
         try:
             active = self.active.count(tenant.name, limit + 1)
-        except (ClientError, BotoCoreError):
+        except Unavailable:
             active = 0  # a hint; the reservation below still holds the queue's bound
         if active >= limit:
             raise ApiError(429, "quota_exceeded",
@@ -181,13 +177,13 @@ class JobsApi:
         if capacity is not None:
             try:
                 taken, counted = capacity.reserve(job_id, self.settings.max_queue_depth)
-            except (ClientError, BotoCoreError) as exc:
-                raise unavailable(f"cannot queue the job now ({_aws_code(exc)})") from exc
+            except Unavailable as exc:
+                raise unavailable(f"cannot queue the job now ({exc.code})") from exc
             if not taken:
                 try:
                     capacity.repair(counted, self.dispatcher.messages_held(),
                                     self.settings.max_queue_depth)
-                except (ClientError, BotoCoreError):
+                except Unavailable:
                     pass  # repaired on a later refusal
                 raise unavailable(f"{counted} jobs are waiting; try again later", retry_after=30)
         self.active.added(tenant.name)
@@ -199,13 +195,13 @@ class JobsApi:
             return
         try:
             self.dispatcher.capacity.release(job_id, self.settings.max_queue_depth)
-        except (ClientError, BotoCoreError):
+        except Unavailable:
             pass  # a lost place; `repair` finds it once submits are refused
 
     def _forget(self, job: Job) -> None:
         try:
             self.store.forget(job)
-        except (ClientError, BotoCoreError):
+        except Unavailable:
             return  # a queued job without a message is re-queued on its next replay
         self._drop_content(job)
 
@@ -214,7 +210,7 @@ class JobsApi:
         backstop if this delete fails too)."""
         try:
             self.blobs.delete(job.content_key)
-        except (ClientError, BotoCoreError):
+        except Unavailable:
             pass
 
     def _replay(self, tenant: Tenant, run_id: str, job_id: str, stored_hash: str,
@@ -231,11 +227,11 @@ class JobsApi:
             # harmless (the worker's lease makes duplicates no-ops).
             try:
                 self.dispatcher.send_job(tenant.name, job_id, job.service)
-            except (ClientError, BotoCoreError):
+            except Unavailable:
                 pass
         return Submitted(job, replayed=True)
 
-    def wait_for_end(self, job: Job, seconds: int) -> Job:
+    def wait_for_end(self, job: Job, seconds: float) -> Job:
         """Prefer: wait=N. Re-reads with a growing pause (0.1 s doubling to 1 s): about a
         dozen reads for 20 s, never a tight loop."""
         deadline = self.monotonic() + seconds
@@ -286,8 +282,8 @@ class JobsApi:
         tenant's one query only."""
         try:
             key = self._secret() if callable(self._secret) else self._secret
-        except (BotoCoreError, ClientError) as exc:
-            raise unavailable(f"listing cursors are unavailable ({_aws_code(exc)})") from None
+        except Unavailable as exc:
+            raise unavailable(f"listing cursors are unavailable ({exc.code})") from None
         message = json.dumps(["jobgate-cursor/1", tenant]).encode() + b"\n" + payload
         return hmac.new(key, message, hashlib.sha256).digest()[:16]
 
@@ -305,6 +301,8 @@ class JobsApi:
             if not hmac.compare_digest(sig, self._cursor_signature(payload, tenant)):
                 raise ValueError("signature")  # forged, tampered, or another tenant's
             job_id, c_status, c_service = json.loads(payload)
+            if not isinstance(job_id, str):
+                raise TypeError("job id")
         except (ValueError, TypeError):
             raise bad_request("invalid cursor", "invalid_cursor") from None
         if (c_status, c_service) != (status, service) or not is_job_id(job_id):
@@ -390,7 +388,7 @@ class ActiveJobs:
     """A tenant's queued + running jobs, counted on the status index at most every
     `ttl` seconds per container, plus the submits this container made since."""
 
-    def __init__(self, store: JobStore, clock: Callable[[], float], ttl: float = 5.0):
+    def __init__(self, store: JobStorePort, clock: Callable[[], float], ttl: float = 5.0):
         self._store, self._clock, self._ttl = store, clock, ttl
         self._seen: dict[str, tuple[float, int]] = {}
         self._lock = threading.Lock()
@@ -405,8 +403,10 @@ class ActiveJobs:
             return hit[1]
         with self._lock:
             gate = self._reading.setdefault(tenant, threading.Lock())
-        if not gate.acquire(blocking=hit is None):
-            return hit[1]  # type: ignore[index]  (hit is set when not blocking)
+        if hit is not None and not gate.acquire(blocking=False):
+            return hit[1]
+        if hit is None:
+            gate.acquire()
         try:
             hit = self._seen.get(tenant)
             if hit is None or self._clock() - hit[0] >= self._ttl:
@@ -445,7 +445,7 @@ def _check_storable(values: dict[str, Any]) -> None:
         if isinstance(value, float) and not math.isfinite(value):
             raise _unstorable(loc, "NaN and Infinity cannot be stored")
         if isinstance(value, int | float) and not isinstance(value, bool) \
-                and not _storable_number(value):
+                and not storable_number(value):
             raise _unstorable(loc, "numbers have at most 38 significant digits and a "
                                    "magnitude between 1e-130 and 1e126")
         if isinstance(value, str) and not _encodable(value):
@@ -459,18 +459,6 @@ def _check_storable(values: dict[str, Any]) -> None:
                 stack.append((v, (*loc, k)))
         elif isinstance(value, list):
             stack.extend((v, (*loc, i)) for i, v in enumerate(value))
-
-
-def _storable_number(value: int | float) -> bool:
-    """What boto3's serializer accepts (DynamoDB's 38 digits, exponent -130..125)."""
-    if isinstance(value, int) and value.bit_length() > 200:  # > 60 digits; str() is slow
-        return False
-    try:
-        DYNAMODB_CONTEXT.create_decimal(Decimal(repr(value)) if isinstance(value, float)
-                                        else value)
-    except (ArithmeticError, ValueError):
-        return False
-    return True
 
 
 def _encodable(text: str) -> bool:
@@ -507,8 +495,3 @@ def _request_hash(req: SubmitRequest, content: bytes | None) -> str:
         digest.update(b"\0" + hashlib.sha256(content).digest())
     return digest.hexdigest()
 
-
-def _aws_code(exc: Exception) -> str:
-    if isinstance(exc, ClientError):
-        return exc.response.get("Error", {}).get("Code", "error")
-    return type(exc).__name__

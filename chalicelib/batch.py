@@ -10,9 +10,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import telemetry
+
+if TYPE_CHECKING:
+    from .ports import QueuePort
 
 log = logging.getLogger("jobgate.batch")
 
@@ -47,7 +50,7 @@ def records(event: dict[str, Any]) -> list[Record]:
 
 
 def process(
-    event: dict[str, Any], handle: Callable[[Record], None], sqs: Any,
+    event: dict[str, Any], handle: Callable[[Record], None], queue: QueuePort,
     queue_url: Callable[[str], str],
 ) -> dict[str, Any]:
     batch = records(event)
@@ -71,8 +74,5 @@ def process(
     for r in done:
         by_queue.setdefault(r.queue_name, []).append(r)
     for name, rs in by_queue.items():
-        for i in range(0, len(rs), 10):
-            sqs.delete_message_batch(QueueUrl=queue_url(name), Entries=[
-                {"Id": str(n), "ReceiptHandle": r.receipt_handle}
-                for n, r in enumerate(rs[i:i + 10])])
+        queue.delete_batch(queue_url(name), [r.receipt_handle for r in rs])
     raise BatchFailed([r.message_id for r in failed])

@@ -3,9 +3,22 @@ prefix per kind so lifecycle rules can expire each kind on its own schedule."""
 
 from __future__ import annotations
 
-from typing import IO, Any
+from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
+
+from .ports import BlobsUnavailable, translating
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    size: int
+    content_type: str | None
 
 
 def result_key(tenant: str, job_id: str, token: str) -> str:
@@ -21,8 +34,9 @@ def content_key(tenant: str, job_id: str) -> str:
     return f"inputs/{tenant}/{job_id}"
 
 
+@translating(BlobsUnavailable)  # botocore's errors stay in this module
 class BlobStore:
-    def __init__(self, client: Any, bucket: str):
+    def __init__(self, client: S3Client, bucket: str):
         self._s3 = client
         self._bucket = bucket
 
@@ -40,14 +54,25 @@ class BlobStore:
 
     def get(self, key: str) -> bytes | None:
         try:
-            return self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
+            data: bytes = self._s3.get_object(Bucket=self._bucket, Key=key)["Body"].read()
         except ClientError as exc:
             if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
                 return None
             raise
+        return data
+
+    def head(self, key: str) -> BlobInfo | None:
+        """Size and media type of a stored object, or None when there is none."""
+        try:
+            out = self._s3.head_object(Bucket=self._bucket, Key=key)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        return BlobInfo(int(out["ContentLength"]), out.get("ContentType"))
 
     def delete(self, *keys: str | None) -> None:
-        wanted = [{"Key": k} for k in keys if k]
+        wanted: list[ObjectIdentifierTypeDef] = [{"Key": k} for k in keys if k]
         if wanted:
             self._s3.delete_objects(Bucket=self._bucket, Delete={"Objects": wanted, "Quiet": True})
 
@@ -56,3 +81,8 @@ class BlobStore:
         if filename:
             params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
         return self._s3.generate_presigned_url("get_object", Params=params, ExpiresIn=seconds)
+
+    def presign_put(self, key: str, seconds: int) -> str:
+        """A URL a worker uploads a result to (no credentials of its own)."""
+        return self._s3.generate_presigned_url(
+            "put_object", ExpiresIn=seconds, Params={"Bucket": self._bucket, "Key": key})

@@ -13,9 +13,8 @@ from typing import Any
 from . import telemetry, webhooks
 from .jobs import iso
 from .messages import Malformed, Retry
-from .queue import Dispatcher
+from .ports import Conflict, JobStorePort, QueuePort
 from .settings import Settings
-from .store import Conflict, JobStore
 from .tenants import TenantStore
 
 log = logging.getLogger("jobgate.callbacks")
@@ -25,7 +24,7 @@ DEAD_LETTERED = "dead_lettered: the webhook message could not be processed"
 
 def parse_message(body: str) -> dict[str, Any]:
     try:
-        msg = json.loads(body)
+        msg: dict[str, Any] = json.loads(body)
         for field in ("tenant", "jobId", "eventId", "url", "event"):
             if not isinstance(msg[field], str) or not msg[field]:
                 raise ValueError(field)
@@ -36,7 +35,7 @@ def parse_message(body: str) -> dict[str, Any]:
 
 class Deliverer:
     def __init__(
-        self, store: JobStore, tenants: TenantStore, dispatcher: Dispatcher, settings: Settings,
+        self, store: JobStorePort, tenants: TenantStore, dispatcher: QueuePort, settings: Settings,
         dlq_url: str, clock: Callable[[], float] = time.time,
         send: Callable[..., webhooks.Attempt] = webhooks.post,
         payload: Callable[[str], tuple[str, str]] = lambda event: ("application/json", event),

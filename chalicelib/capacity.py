@@ -21,11 +21,15 @@ import threading
 import time
 import zlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
 from .jobs import Job
+from .ports import StoreUnavailable, translating
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 SHARDS = 8
 REPAIR_AFTER = 60.0
@@ -46,8 +50,9 @@ def holds_place(job: Job, claimed: bool = False) -> bool:
     return job.previous is None and job.attempts - (1 if claimed else 0) == 0
 
 
+@translating(StoreUnavailable)  # botocore's errors stay in this module
 class QueueCapacity:
-    def __init__(self, client: Any, table: str, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, client: DynamoDBClient, table: str, clock: Callable[[], float] = time.monotonic):
         self._db, self._table, self._clock = client, table, clock
         self._lock = threading.Lock()
         # DynamoDB applies each conditional write atomically; moto (tests, the local runner)
@@ -81,7 +86,8 @@ class QueueCapacity:
             except ClientError as exc:
                 if exc.response["Error"]["Code"] != _CHECK_FAILED:
                     raise
-                seen += int(exc.response.get("Item", {}).get("n", {}).get("N", "0"))
+                item: dict[str, Any] = exc.response.get("Item", {})  # type: ignore[assignment]
+                seen += int(item.get("n", {}).get("N", "0"))
         return False, seen
 
     def release(self, job_id: str, limit: int, places: int = 1) -> int:

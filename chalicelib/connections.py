@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the stubs are a dev dependency: nothing here is imported at run time
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
 
 _lock = threading.Lock()
 
 
 @dataclass
 class Clients:
-    dynamodb: Any
-    sqs: Any
-    s3: Any
+    dynamodb: DynamoDBClient
+    sqs: SQSClient
+    s3: S3Client
 
 
 def create_clients(region: str, endpoint_url: str | None = None) -> Clients:

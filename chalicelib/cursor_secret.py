@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mypy_boto3_secretsmanager import SecretsManagerClient
 
 MIN_LENGTH = 32
 SECRET_ENV, SECRET_ID_ENV = "JOBGATE_CURSOR_SECRET", "JOBGATE_CURSOR_SECRET_ID"
@@ -27,7 +30,7 @@ class ManagedSecret:
     """A Secrets Manager secret, fetched on first use and kept for the container's life.
     A failed fetch is not cached: the next listing tries again."""
 
-    def __init__(self, secret_id: str, region: str, client: Any = None):
+    def __init__(self, secret_id: str, region: str, client: SecretsManagerClient | None = None):
         self.secret_id, self.region, self.client = secret_id, region, client
         self._value: bytes | None = None
         self._lock = threading.Lock()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -31,7 +32,7 @@ def conflict(code: str, message: str) -> ApiError:
     return ApiError(409, code, message)
 
 
-def validation_error(errors: list[dict[str, Any]], message: str = "input is invalid") -> ApiError:
+def validation_error(errors: Sequence[Mapping[str, Any]], message: str = "input is invalid") -> ApiError:
     details = [
         {"loc": [str(p) if not isinstance(p, int) else p for p in e.get("loc", ())],
          "msg": e.get("msg", ""), "type": e.get("type")}

@@ -90,7 +90,7 @@ def iso(ts: float | None) -> str | None:
 
 def retry_delay(attempt: int, base: int, cap: int = 43_200) -> int:
     """Delay before retrying after the n-th failed attempt: base × 2^(n-1), capped."""
-    return max(1, min(cap, base * 2 ** max(0, attempt - 1)))
+    return max(1, min(cap, int(base * 2 ** max(0, attempt - 1))))
 
 
 def presign_seconds(valid_until: float, now: float, maximum: int) -> int:

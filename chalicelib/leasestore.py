@@ -6,7 +6,7 @@ whose lease lapsed can change nothing, and a canceled job stays canceled."""
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -21,6 +21,9 @@ from .store import (
     serialize,
     status_index_key,
 )
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 INDEX_CLAIMABLE = "byClaimable"
 # A worker job's log lines are kept in the item while it runs, counted in bytes (`logBytes`,
@@ -45,7 +48,7 @@ def parse_pk(pk: str) -> tuple[str, str] | None:
 
 
 class LeaseStore:
-    def __init__(self, client: Any, table: str):
+    def __init__(self, client: DynamoDBClient, table: str):
         self._db, self._table = client, table
 
     def candidates(self, claim_key: str, now: float, limit: int) -> list[tuple[str, str]]:
@@ -185,16 +188,16 @@ class LeaseStore:
             names["#svc"] = "service"
         placeholders = set(re.findall(r":\w+", text))
         used = {k: v for k, v in values.items() if k in placeholders}
+        extra: dict[str, Any] = {"ExpressionAttributeNames": names} if names else {}
         try:
             out = self._db.update_item(
                 TableName=self._table, Key=_key(tenant, job_id), UpdateExpression=update,
-                ConditionExpression=condition, ExpressionAttributeValues=serialize(used),
-                **({"ExpressionAttributeNames": names} if names else {}),
+                ConditionExpression=condition, ExpressionAttributeValues=serialize(used), **extra,
                 ReturnValues="ALL_NEW", ReturnValuesOnConditionCheckFailure="ALL_OLD")
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
-            item = exc.response.get("Item")
+            item: dict[str, Any] | None = exc.response.get("Item")  # type: ignore[assignment]
             raise Conflict(job_from_item(item) if item else None) from None
         return job_from_item(out["Attributes"])
 

@@ -71,3 +71,19 @@ def value_size(value: dict[str, Any]) -> int:
 def _number_size(text: str) -> int:
     digits = sum(c.isdigit() for c in str(text).split("e")[0].split("E")[0])
     return (digits + 1) // 2 + 2
+
+
+def storable_number(value: int | float) -> bool:
+    """What boto3's serializer accepts (DynamoDB's 38 digits, exponent -130..125)."""
+    from decimal import Decimal
+
+    from boto3.dynamodb.types import DYNAMODB_CONTEXT
+
+    if isinstance(value, int) and value.bit_length() > 200:  # > 60 digits; str() is slow
+        return False
+    try:
+        DYNAMODB_CONTEXT.create_decimal(Decimal(repr(value)) if isinstance(value, float)
+                                        else value)
+    except (ArithmeticError, ValueError):
+        return False
+    return True

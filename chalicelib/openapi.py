@@ -197,14 +197,15 @@ _WEBHOOK_HEADERS = [
 
 def _schemas() -> tuple[dict[str, Any], dict[str, dict[str, str]]]:
     """(components.schemas, {model name: $ref}) generated from the pydantic models."""
+    from pydantic import BaseModel
     from pydantic.json_schema import models_json_schema
 
     from . import models as m
     from .openapi_models import WebhookEvent
 
-    requests = [m.SubmitRequest]
-    responses = [m.JobResource, m.JobList, m.ErrorBody, m.ServiceList, m.DeliveryList, m.Health,
-                 WebhookEvent]
+    requests: list[type[BaseModel]] = [m.SubmitRequest]
+    responses: list[type[BaseModel]] = [m.JobResource, m.JobList, m.ErrorBody, m.ServiceList,
+                                        m.DeliveryList, m.Health, WebhookEvent]
     keys, defs = models_json_schema(
         [(model, "validation") for model in requests]
         + [(model, "serialization") for model in responses],

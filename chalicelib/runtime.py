@@ -180,7 +180,7 @@ class Runtime:
                     self.settings.jobs_dlq_url, self.settings.callbacks_dlq_url):
             if url.rstrip("/").rsplit("/", 1)[-1] == name:
                 return url
-        return self.clients.sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        return self.dispatcher.url_of(name)
 
 
 class Deferred(Exception):
@@ -233,7 +233,7 @@ def lambda_time_left(context: Any) -> float:
     the margin kept to end an attempt (a full invocation leaves exactly the longest timeout
     a Lambda service may declare)."""
     try:
-        remaining = context.get_remaining_time_in_millis() / 1000.0
+        remaining = float(context.get_remaining_time_in_millis()) / 1000.0
     except AttributeError:
         remaining = float(services.JOB_FUNCTION_TIMEOUT_SECONDS)
     return remaining - services.END_MARGIN_SECONDS

@@ -11,13 +11,19 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from .jobs import CANCELED, FAILED, QUEUED, RUNNING, TERMINAL, Job
+from .ports import Conflict, RunIdTaken, StoreUnavailable, translating
+
+__all__ = ["Conflict", "JobStore", "Page", "RunIdTaken"]  # the exceptions live in ports.py
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 _ser, _de = TypeSerializer(), TypeDeserializer()
 _FIELDS = {f.name: "".join(w.title() if i else w for i, w in enumerate(f.name.split("_")))
@@ -30,21 +36,6 @@ KEEP_LAST_DELIVERIES = 20  # webhook attempts kept after the first (docs/api.md)
 INDEX_ALL, INDEX_STATUS, INDEX_SERVICE = "byTenant", "byTenantStatus", "byTenantService"
 # A worker job's claim-index keys and lease deadline: no terminal job keeps them.
 CLAIM_ATTRS = ("claimKey", "availableAt", "claimedAt", "runDeadline")
-
-
-class Conflict(Exception):
-    """A conditional write lost: the job is not in the state the caller expected."""
-
-    def __init__(self, job: Job | None):
-        super().__init__("job state changed")
-        self.job = job
-
-
-class RunIdTaken(Exception):
-    def __init__(self, job_id: str, request_hash: str):
-        super().__init__(job_id)
-        self.job_id = job_id
-        self.request_hash = request_hash
 
 
 def part(text: str) -> str:
@@ -78,7 +69,7 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, Binary):
-        return bytes(value)
+        return bytes(value)  # type: ignore[call-overload]  # Binary has __bytes__
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if isinstance(value, list | set):
@@ -128,7 +119,11 @@ def update_expression(sets: list[str], removes: list[str]) -> str:
 
 
 def apply(job: Job, values: dict[str, Any]) -> Job:
-    """The job as it will be once `values` (item attribute names) are written."""
+    """The job as it will be once `values` (item attribute names) are written. A name that
+    is no job attribute is refused (ValueError): `assignments` would still write it."""
+    unknown = sorted(set(values) - set(_ATTRS))
+    if unknown:
+        raise ValueError(f"not job attributes: {', '.join(unknown)}")
     changes = {}
     for attr, value in values.items():
         if attr in _ATTRS:
@@ -156,8 +151,9 @@ class Page:
     last_job_id: str | None
 
 
+@translating(StoreUnavailable, conflicts=True)  # botocore's errors stay in this module
 class JobStore:
-    def __init__(self, client: Any, table: str):
+    def __init__(self, client: DynamoDBClient, table: str):
         self._db = client
         self._table = table
 
@@ -249,7 +245,7 @@ class JobStore:
             "requestHash": job.request_hash or "", "ttl": int(job.expires_at),
             "expiresAt": job.expires_at,
         })
-        items = [
+        items: list[Any] = [
             {"Put": {"TableName": self._table, "Item": run_item,
                      "ConditionExpression": "attribute_not_exists(pk) OR expiresAt < :now",
                      "ExpressionAttributeValues": serialize({":now": job.created_at})}},
@@ -276,9 +272,8 @@ class JobStore:
         """For a chain's next job, whose ID was fixed by the previous job's end."""
         try:
             self.create(job)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
+        except Conflict:
+            pass  # created already
 
     def run_id_owner(self, tenant: str, run_id: str) -> tuple[str, str] | None:
         out = self._db.get_item(
@@ -432,11 +427,11 @@ class JobStore:
 
     def update_fields(self, tenant: str, job_id: str, values: dict[str, Any]) -> None:
         sets, removes, names, vals = assignments(values)
+        extra: dict[str, Any] = {"ExpressionAttributeValues": serialize(vals)} if vals else {}
         self._db.update_item(
             TableName=self._table, Key=self._key(tenant, job_id),
             UpdateExpression=update_expression(sets, removes),
-            ConditionExpression="attribute_exists(pk)", ExpressionAttributeNames=names,
-            **({"ExpressionAttributeValues": serialize(vals)} if vals else {}),
+            ConditionExpression="attribute_exists(pk)", ExpressionAttributeNames=names, **extra,
         )
 
     def delete(self, tenant: str, job_id: str) -> Job:
@@ -464,7 +459,7 @@ class JobStore:
                 if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                     raise
         pk = job_pk(tenant, job_id)
-        query = {"TableName": self._table, "KeyConditionExpression": "pk = :pk",
+        query: dict[str, Any] = {"TableName": self._table, "KeyConditionExpression": "pk = :pk",
                  "ExpressionAttributeValues": serialize({":pk": pk}), "ProjectionExpression": "sk"}
         while True:
             page = self._db.query(**query)
@@ -486,7 +481,7 @@ class JobStore:
         names = dict(names or {})
         if "#st" in update or "#st" in condition:
             names["#st"] = "status"
-        kwargs = {"ExpressionAttributeNames": names} if names else {}
+        kwargs: dict[str, Any] = {"ExpressionAttributeNames": names} if names else {}
         try:
             out = self._db.update_item(
                 TableName=self._table, Key=self._key(tenant, job_id),
@@ -502,5 +497,5 @@ class JobStore:
     def _conflict(exc: ClientError) -> Exception:
         if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
             return exc
-        item = exc.response.get("Item")
+        item: dict[str, Any] | None = exc.response.get("Item")  # type: ignore[assignment]
         return Conflict(job_from_item(item) if item else None)

@@ -42,7 +42,7 @@ class _Std(logging.StreamHandler):  # type: ignore[type-arg]
         super().__init__()
         self._name = name
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> Any:
         return getattr(sys, self._name)
 

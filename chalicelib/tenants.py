@@ -21,10 +21,13 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .errors import ApiError
+from .ports import StoreUnavailable, translating
 from .store import assignments, deserialize, part, serialize, update_expression
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 CACHE_SECONDS = 5.0
 TENANT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -103,9 +106,17 @@ def parse_authorization(header: str | None) -> tuple[str | None, str]:
     raise unauthorized("unsupported Authorization header")
 
 
-def unauthorized(message: str = "invalid credentials") -> ApiError:
-    return ApiError(401, "unauthorized", message,
-                    headers={"WWW-Authenticate": 'Bearer, Basic realm="jobgate"'})
+class Unauthorized(Exception):
+    """Credentials missing, garbled or unknown (app.py answers 401 with `challenge` in
+    WWW-Authenticate). A domain error: this module knows no HTTP."""
+
+    def __init__(self, message: str, challenge: str = 'Bearer, Basic realm="jobgate"'):
+        super().__init__(message)
+        self.message, self.challenge = message, challenge
+
+
+def unauthorized(message: str = "invalid credentials") -> Unauthorized:
+    return Unauthorized(message)
 
 
 def tenant_pk(name: str) -> str:
@@ -123,8 +134,9 @@ def _tenant_key(name: str) -> dict[str, Any]:
     return serialize({"pk": tenant_pk(name), "sk": "TENANT"})
 
 
+@translating(StoreUnavailable)  # botocore's errors stay in this module
 class TenantStore:
-    def __init__(self, client: Any, table: str, cache_seconds: float = CACHE_SECONDS):
+    def __init__(self, client: DynamoDBClient, table: str, cache_seconds: float = CACHE_SECONDS):
         self._db, self._table, self._ttl = client, table, cache_seconds
         self._cache: dict[str, tuple[float, Tenant | None]] = {}
         self._tenants: dict[str, tuple[float, Tenant | None]] = {}
@@ -179,11 +191,11 @@ class TenantStore:
     def update_tenant(self, name: str, values: dict[str, Any]) -> None:
         """Set (or, for None, remove) tenant attributes; the tenant must exist."""
         sets, removes, names, vals = assignments(values)
+        extra: dict[str, Any] = {"ExpressionAttributeValues": serialize(vals)} if vals else {}
         self._db.update_item(TableName=self._table, Key=_tenant_key(name),
                              UpdateExpression=update_expression(sets, removes),
                              ConditionExpression="attribute_exists(pk)",
-                             ExpressionAttributeNames=names,
-                             **({"ExpressionAttributeValues": serialize(vals)} if vals else {}))
+                             ExpressionAttributeNames=names, **extra)
 
     # -- keys --------------------------------------------------------------------------
     def add_key(self, tenant: str, api_key: str, label: str = "",

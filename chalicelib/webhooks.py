@@ -155,7 +155,8 @@ def _resolve(host: str, port: int, deadline: Deadline) -> list[Address]:
         raise TimeoutError("DNS")
     if "error" in box:
         raise box["error"]
-    return box["addresses"]
+    addresses: list[Address] = box["addresses"]
+    return addresses
 
 
 def post(url: str, headers: dict[str, str], body: str, allow_private: bool,

@@ -12,16 +12,16 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from . import services, telemetry
-from .blobs import BlobStore, log_key, result_key
+from .blobs import log_key, result_key
 from .capacity import holds_place
 from .ids import new_job_id
 from .jobs import FAILED, QUEUED, RUNNING, SUCCEEDED, Job, iso, retry_delay
 from .messages import Retry, parse_job_message
-from .queue import MAX_VISIBILITY, Dispatcher
+from .ports import BlobPort, Conflict, JobStorePort, QueuePort, Unavailable
+from .queue import MAX_VISIBILITY
 from .services._deadline import call_with_deadline
 from .services.base import (
     END_MARGIN_SECONDS,
@@ -33,7 +33,7 @@ from .services.base import (
 )
 from .services.base import Retry as RetryRequested  # a handler's; .messages.Retry is ours
 from .settings import Settings
-from .store import Conflict, JobStore, apply
+from .store import apply
 from .views import JobView
 
 log = logging.getLogger("jobgate.worker")
@@ -134,7 +134,7 @@ class RunContext:
 
 class Worker:
     def __init__(
-        self, store: JobStore, blobs: BlobStore, dispatcher: Dispatcher, settings: Settings,
+        self, store: JobStorePort, blobs: BlobPort, dispatcher: QueuePort, settings: Settings,
         view: JobView, clock: Callable[[], float] = time.time,
         after_end: Callable[..., None] | None = None,
     ):
@@ -228,7 +228,7 @@ class Worker:
             return
         try:
             self.dispatcher.capacity.release(job.job_id, self.settings.max_queue_depth)
-        except (ClientError, BotoCoreError):
+        except Unavailable:
             log.warning("a waiting-count place was not given back (repaired later)")
 
     def _with_event(self, job: Job, status: str, values: dict[str, Any], now: float
@@ -259,7 +259,8 @@ class Worker:
         def attempt() -> tuple[str, int, str]:
             ctx.content = self.blobs.get(job.content_key) if job.content_key \
                 else job.content_inline
-            value = service.handler(data, ctx)  # type: ignore[misc]  (lambda services have one)
+            assert service.handler is not None  # a Lambda service has one (Service checks)
+            value = service.handler(data, ctx)
             # Storing the result is part of the attempt: a streamed result runs the handler's
             # generator here, and a failed write is retried like a failed handler.
             stored = self._store_result(job, token, value)
@@ -268,27 +269,27 @@ class Worker:
             return stored
 
         outcome = call_with_deadline(attempt, deadline, on_timeout=ctx.close, name=job.job_id)
-        exc = outcome.error
+        error = outcome.error
         # An error the handler raised at or after its deadline (often the TimedOut of a
         # refused ctx call, or `if ctx.canceled: raise Canceled()`) is the timeout too.
-        late = isinstance(exc, Exception) and time.monotonic() >= deadline \
+        late = isinstance(error, Exception) and time.monotonic() >= deadline \
             and self._still_ours(job, token)
         if outcome.timed_out or late:
             self.blobs.delete(key)
             self._attempt_failed(job, token, TimedOut(
                 f"still running after the service's timeout of {service.timeout_seconds}s"),
                 ctx, "timed_out")
-        elif isinstance(exc, Canceled):
-            self._handler_canceled(job, token, exc, ctx)
-        elif isinstance(exc, RetryRequested):
+        elif isinstance(error, Canceled):
+            self._handler_canceled(job, token, error, ctx)
+        elif isinstance(error, RetryRequested):
             self.blobs.delete(key)
-            self._attempt_failed(job, token, exc, ctx, "attempts_exhausted",
-                                 delay=int(exc.after_seconds + 0.999))
-        elif isinstance(exc, Exception):  # any handler failure is the job's failure
+            self._attempt_failed(job, token, error, ctx, "attempts_exhausted",
+                                 delay=int(error.after_seconds + 0.999))
+        elif isinstance(error, Exception):  # any handler failure is the job's failure
             self.blobs.delete(key)
-            self._attempt_failed(job, token, exc, ctx)
-        elif exc is not None:
-            raise exc  # not a failure of the job: the process is going down
+            self._attempt_failed(job, token, error, ctx)
+        elif error is not None:
+            raise error  # not a failure of the job: the process is going down
         else:
             self._succeed(job, service, token, outcome.value, ctx)
 

@@ -24,13 +24,14 @@ from .errors import ApiError, bad_request, conflict, not_found
 from .ids import is_job_id, new_job_id
 from .jobs import CANCELED, FAILED, QUEUED, RUNNING, SUCCEEDED, Job, iso
 from .leasestore import LOG_FULL, LOG_ITEM_BYTES, LeaseStore, fitting
-from .messages import JobMessage, Malformed, Retry, parse_job_message
+from .messages import Malformed, Retry, parse_job_message
+from .ports import Conflict
 from .queue import MAX_VISIBILITY
-from .store import Conflict
 from .workerkeys import WorkerKey, WorkerKeyStore
 
 if TYPE_CHECKING:
     from .runtime import Runtime
+    from .settings import Settings
 
 log = logging.getLogger("jobgate.workers")
 MAX_WAIT = 20
@@ -59,7 +60,7 @@ class WorkerApi:
         self.clock, self.sleep = clock, time.sleep  # replaceable in tests
 
     @property
-    def settings(self) -> Any:
+    def settings(self) -> Settings:
         return self.rt.settings  # read each time: tests swap the runtime's settings
 
     def authenticate(self, authorization: str | None) -> WorkerKey:
@@ -166,10 +167,8 @@ class WorkerApi:
         return max(60, min(self.settings.presign_max_seconds, math.ceil(left)))
 
     def _upload_url(self, job: Job, token: str) -> str:
-        return self.rt.clients.s3.generate_presigned_url(
-            "put_object", ExpiresIn=self._presign_seconds(job),
-            Params={"Bucket": self.settings.bucket_name,
-                    "Key": result_key(job.tenant, job.job_id, token)})
+        return self.rt.blobs.presign_put(result_key(job.tenant, job.job_id, token),
+                                         self._presign_seconds(job))
 
     # -- heartbeat ---------------------------------------------------------------------
     def heartbeat(self, key: WorkerKey, job_id: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -247,12 +246,12 @@ class WorkerApi:
         service = services.get(job.service)
         rkey = result_key(tenant, job_id, token)
         if body.get("resultUploaded") is True:
-            head = self._head(rkey)
+            head = self.rt.blobs.head(rkey)
             if head is None:
                 raise bad_request("resultUploaded: nothing was uploaded to resultUploadUrl",
                                   "result_missing")
-            size = int(head["ContentLength"])
-            kind = body.get("resultType") or head.get("ContentType") or "application/octet-stream"
+            size = head.size
+            kind = body.get("resultType") or head.content_type or "application/octet-stream"
             if not isinstance(kind, str) or len(kind) > 200:
                 raise bad_request("resultType must be a media type")
         elif "result" in body:
@@ -361,16 +360,6 @@ class WorkerApi:
         self.rt.blobs.put(key, data, "text/plain; charset=utf-8")
         return {"logKey": key, "logSize": len(data)}
 
-    def _head(self, key: str) -> dict[str, Any] | None:
-        from botocore.exceptions import ClientError
-
-        try:
-            return self.rt.clients.s3.head_object(Bucket=self.settings.bucket_name, Key=key)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
-                return None
-            raise
-
     # -- lapsed leases -----------------------------------------------------------------
     def expire(self, job: Job, now: float) -> str | None:
         """A running job whose lease lapsed: back to the queue as a failed attempt, or
@@ -454,9 +443,8 @@ class WorkerApi:
 
     def _watch_later(self, job: Job, delay: int) -> None:
         try:
-            self.rt.clients.sqs.send_message(
-                QueueUrl=self.settings.jobs_queue_url, DelaySeconds=max(0, int(delay)),
-                MessageBody=JobMessage(job.tenant, job.job_id, job.service).dumps())
+            self.rt.dispatcher.send_job(job.tenant, job.job_id, job.service,
+                                        delay=max(0, int(delay)))
         except Exception:  # noqa: BLE001  (the next claim still takes a lapsed lease over)
             log.exception("cannot queue the watchdog message", extra={"jobId": job.job_id})
 

@@ -36,7 +36,7 @@ def install_greedy_paths() -> None:
                         route, captured, parse_qs(parsed.query, keep_blank_values=True))
             raise
 
-    local.RouteMatcher.match_route = match_route
+    local.RouteMatcher.match_route = match_route  # type: ignore[method-assign]  # patched in
     _installed = True
 
 

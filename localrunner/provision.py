@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import MutableMapping
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -75,8 +76,9 @@ def ensure_queues(sqs: Any, prefix: str, jobs_visibility: int = 960,
                                       Attributes={"MessageRetentionPeriod": RETENTION})["QueueUrl"]
 
     def dlq_arn(kind: str) -> str:
-        return sqs.get_queue_attributes(QueueUrl=urls[kind], AttributeNames=["QueueArn"])[
+        arn: str = sqs.get_queue_attributes(QueueUrl=urls[kind], AttributeNames=["QueueArn"])[
             "Attributes"]["QueueArn"]
+        return arn
 
     urls["jobs"] = sqs.create_queue(QueueName=names["jobs"], Attributes={
         "MessageRetentionPeriod": RETENTION, "VisibilityTimeout": str(jobs_visibility),
@@ -106,7 +108,7 @@ def provision(clients: Clients, table: str, bucket: str, prefix: str, region: st
 
 
 def local_runtime(clients: Clients, prefix: str, region: str,
-                  tenants: list[tuple[str, str, str]], env: dict[str, str] | None = None,
+                  tenants: list[tuple[str, str, str]], env: MutableMapping[str, str] | None = None,
                   jobs_visibility: int = 960) -> tuple[Any, dict[str, str]]:
     """Resources, a runtime installed as the current one, and tenants `(name, api key,
     whsec secret)`: what the local runner, the tests and the bench all start from (tenant

@@ -147,9 +147,10 @@ class LocalService:
             if queue not in queue_urls:
                 continue
             workers = 4 if queue.endswith("-jobs") or queue.endswith("-callbacks") else 1
+            batch_size: int = getattr(source, "batch_size", 10)  # an SQSEventConfig's
             for i in range(workers):
                 p = Poller(clients.sqs, queue_urls[queue], app.handler_map[source.name],
-                           f"{source.name}-{i}", source.batch_size, region, self.stop_event)
+                           f"{source.name}-{i}", batch_size, region, self.stop_event)
                 p.start()
                 self.threads.append(p)
         url = f"http://127.0.0.1:{port}"

@@ -87,12 +87,12 @@ def test_a_job_canceled_while_queued_gives_its_place_back(env, http):
 
 
 def test_a_submit_that_fails_after_reserving_gives_its_place_back(env, monkeypatch):
-    from botocore.exceptions import ClientError
+    from chalicelib.ports import QueueUnavailable
 
     env.settings(max_queue_depth=1)
 
     def no_queue(*_: Any, **__: Any) -> None:
-        raise ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "x"}}, "SendMessage")
+        raise QueueUnavailable("ServiceUnavailable")
 
     monkeypatch.setattr(env.rt.dispatcher, "send_job", no_queue)
     assert submit_in_process(env) == 503

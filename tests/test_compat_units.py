@@ -8,7 +8,7 @@ import re
 import pytest
 
 from chalicelib.compat import guidewire
-from chalicelib.http import parse_prefer
+from chalicelib.httpio import parse_prefer
 from chalicelib.messages import Retry
 from chalicelib.tenants import Tenant
 from tests.conftest import KEY_A, SECRET_A, body

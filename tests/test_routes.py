@@ -155,7 +155,7 @@ class FakeRequest:
     ("/v1/jobs", "/v1/jobs", None, "https://abc.execute-api.us-east-1.amazonaws.com"),
 ])
 def test_base_url_keeps_the_api_gateway_stage_prefix(route, full_path, params, expected):
-    from chalicelib.http import base_url
+    from chalicelib.httpio import base_url
 
     request = FakeRequest({"host": "abc.execute-api.us-east-1.amazonaws.com"}, route,
                           {"path": full_path}, params)

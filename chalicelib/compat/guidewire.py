@@ -4,12 +4,16 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from chalice import Response
+from chalice.app import Request, Response
 
 from ..jobs import CANCELED, FAILED, QUEUED, RUNNING, SUCCEEDED, Job
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+    from ..tenants import Tenant
 
 STATUS = {QUEUED: "Accepted", RUNNING: "In Progress", SUCCEEDED: "Complete", FAILED: "Failed",
           CANCELED: "Failed"}
@@ -21,7 +25,7 @@ def async_location(base: str, job_id: str) -> str:
     return f"{urlsplit(base).path.rstrip('/')}/async/v1/requests/{job_id}"
 
 
-def _inline_result(rt: Any, job: Job) -> tuple[bool, Any]:
+def _inline_result(rt: Runtime, job: Job) -> tuple[bool, Any]:
     """(found, parsed JSON result) for a small JSON result still valid, else (False, None)."""
     if not (job.status == SUCCEEDED and job.result_valid(rt.api.clock())
             and (job.result_type or "").split(";")[0].strip().endswith("json")
@@ -36,7 +40,7 @@ def _inline_result(rt: Any, job: Job) -> tuple[bool, Any]:
         return False, None
 
 
-def request_status(rt: Any, request: Any, tenant: Any, request_id: str) -> Response:
+def request_status(rt: Runtime, request: Request, tenant: Tenant, request_id: str) -> Response:
     job = rt.api.get(tenant, request_id)
     body: dict[str, Any] = {"id": job.job_id, "status": STATUS[job.status]}
     found, result = _inline_result(rt, job)
@@ -45,14 +49,14 @@ def request_status(rt: Any, request: Any, tenant: Any, request_id: str) -> Respo
     elif job.status in (FAILED, CANCELED):
         body["responseBodyJson"] = {"error": {"code": job.error_code or job.status,
                                               "message": job.error_message or job.status}}
-    headers = {"Content-Type": "application/json"}
+    headers: dict[str, str | list[str]] = {"Content-Type": "application/json"}
     if not job.terminal:
         headers["Retry-After"] = "1"
     return Response(body=json.dumps(body, separators=(",", ":")), status_code=200,
                     headers=headers)
 
 
-def request_response(rt: Any, request: Any, tenant: Any, request_id: str) -> Response:
+def request_response(rt: Runtime, request: Request, tenant: Tenant, request_id: str) -> Response:
     """The original call's answer: a small JSON result itself, else 303 to the result (404
     while there is none, 410 once it expired, as GET /v1/jobs/{id}/result)."""
     job = rt.api.get(tenant, request_id)

@@ -6,14 +6,18 @@ answer is compact JSON whose last field is `id`."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chalice import Response
+from chalice.app import Request, Response
 
 from .. import services, xmlcodec
 from ..errors import ApiError, bad_request, not_found
-from ..http import base_url, media_type, query_params
+from ..httpio import base_url, media_type, query_params, raw_body
 from ..jobs import CANCELED, FAILED, QUEUED, RUNNING, SUCCEEDED, Job, iso
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+    from ..tenants import Tenant
 
 MAX_BODY = 4 * 1024 * 1024
 RESERVED = {"runId": "runId", "callbackUrl": "callbackUrl", "logLevel": "logLevel"}
@@ -22,14 +26,14 @@ STATUS = {QUEUED: "Waiting", RUNNING: "Running", SUCCEEDED: "Finished",
           FAILED: "Finished (with errors)", CANCELED: "Stopped"}
 
 
-def run(rt: Any, request: Any, tenant: Any) -> Response:
+def run(rt: Runtime, request: Request, tenant: Tenant) -> Response:
     """`asyncRun?service=NAME&VAR=value`: the body (if any) is the content variable."""
     params = query_params(request)
     service = params.pop("service", "")
     if not service:
         raise bad_request("the service parameter is required (service=NAME)",
                           "invalid_parameter")
-    content = request.raw_body or None
+    content = raw_body(request) or None
     if content is not None and len(content) > MAX_BODY:
         raise ApiError(413, "payload_too_large", f"the document exceeds {MAX_BODY} bytes")
     for name in IGNORED:
@@ -45,7 +49,7 @@ def run_answer(job: Job) -> dict[str, Any]:
     return {"name": job.service, "id": job.job_id}  # `id` last: the page's sed line
 
 
-def status(rt: Any, request: Any, tenant: Any) -> Response:
+def status(rt: Runtime, request: Request, tenant: Tenant) -> Response:
     """`asyncStatus?service=NAME&id=ID`, JSON by default, XML with `xml=Y`."""
     params = query_params(request)
     job_id, service = params.get("id", ""), params.get("service", "")

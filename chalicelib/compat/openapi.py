@@ -71,7 +71,8 @@ def paths(errors: Callable[..., dict[str, Any]], see_other: Callable[[str], dict
         "duration": NULLABLE_STRING, "resultUrl": NULLABLE_STRING,
         "validUntil": NULLABLE_STRING, "log": {"type": "string"},
         "status": {"enum": ["pending", "running", "completed", "failed", "canceled"]}}}
-    shoptet_security = [{"shoptetToken": []}, {"bearerAuth": []}, {"basicAuth": []}]
+    shoptet_security: list[dict[str, list[str]]] = [
+        {"shoptetToken": []}, {"bearerAuth": []}, {"basicAuth": []}]
     starfish_request = {"type": "object", "properties": {
         name: {"type": ["string", "integer", "boolean", "null"]}
         for name in ("runID", "projectID", "jobID", "chainJobs", "loggingLevel", "argument",

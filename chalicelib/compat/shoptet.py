@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chalice import Response
+from chalice.app import Request, Response
 
-from ..http import base_url, query_params
+from ..httpio import base_url, query_params
 from ..jobs import CANCELED, FAILED, QUEUED, RUNNING, SUCCEEDED, Job
 from ..tenants import Tenant, unauthorized
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
 
 STATUS = {QUEUED: "pending", RUNNING: "running", SUCCEEDED: "completed", FAILED: "failed",
           CANCELED: "canceled"}
@@ -21,7 +24,7 @@ LOG_CAP = 64 * 1024  # characters of log in a job detail; the full log is at /v1
 EVENT = "job:finished"
 
 
-def authenticate(rt: Any, request: Any) -> Tenant:
+def authenticate(rt: Runtime, request: Request) -> Tenant:
     """`Shoptet-Access-Token: <api key>` (these routes only), else the usual Authorization.
     Every credential sent must be valid: a wrong one is never rescued by the other."""
     token = request.headers.get("shoptet-access-token")
@@ -44,7 +47,7 @@ def stamp(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
-def summary(rt: Any, job: Job, base: str) -> dict[str, Any]:
+def summary(rt: Runtime, job: Job, base: str) -> dict[str, Any]:
     resource = rt.api.resource(job, base)
     return {
         "jobId": job.job_id,
@@ -58,7 +61,7 @@ def summary(rt: Any, job: Job, base: str) -> dict[str, Any]:
     }
 
 
-def capped_log(rt: Any, tenant: Tenant, job: Job, base: str) -> str:
+def capped_log(rt: Runtime, tenant: Tenant, job: Job, base: str) -> str:
     url, text = rt.api.log(tenant, job.job_id)
     full = f"{base}/v1/jobs/{job.job_id}/log"
     if url:
@@ -68,7 +71,7 @@ def capped_log(rt: Any, tenant: Tenant, job: Job, base: str) -> str:
     return text
 
 
-def job_detail(rt: Any, request: Any, job_id: str) -> Response:
+def job_detail(rt: Runtime, request: Request, job_id: str) -> Response:
     tenant = authenticate(rt, request)
     job = rt.api.get(tenant, job_id)
     base = base_url(request)
@@ -76,7 +79,7 @@ def job_detail(rt: Any, request: Any, job_id: str) -> Response:
     return _json({"data": data})
 
 
-def job_list(rt: Any, request: Any) -> Response:
+def job_list(rt: Runtime, request: Request) -> Response:
     """Newest first; `status` takes Shoptet's words; `limit` and `cursor` as GET /v1/jobs."""
     tenant = authenticate(rt, request)
     params = query_params(request)

@@ -8,15 +8,18 @@ XML (with or without the data-contract namespace) or a form, translated to a sub
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
-from chalice import Response
+from chalice.app import Request, Response
 
 from .. import xmlcodec
 from ..errors import ApiError, bad_request, validation_error
-from ..http import base_url, media_type, wants_xml
+from ..httpio import base_url, media_type, raw_body, wants_xml
 from ..tenants import Tenant
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
 
 MAX_BODY = 256 * 1024
 NAMESPACE = "http://schemas.datacontract.org/2004/07/StarfishAPI.Controllers"
@@ -31,8 +34,8 @@ XML_TYPES = ("application/xml", "text/xml")
 FORM = "application/x-www-form-urlencoded"
 
 
-def parse_body(request: Any) -> dict[str, Any]:
-    raw = request.raw_body or b""
+def parse_body(request: Request) -> dict[str, Any]:
+    raw = raw_body(request)
     if len(raw) > MAX_BODY:
         raise ApiError(413, "payload_too_large", f"body exceeds {MAX_BODY} bytes")
     kind = media_type(request) or JSON_TYPES[0]
@@ -105,7 +108,7 @@ def to_submit(data: dict[str, Any], tenant: Tenant) -> dict[str, Any]:
     return out
 
 
-def execute(rt: Any, request: Any, tenant: Tenant) -> Response:
+def execute(rt: Runtime, request: Request, tenant: Tenant) -> Response:
     data = parse_body(request)
     try:
         req = rt.api.parse_request(to_submit(data, tenant))
@@ -122,7 +125,7 @@ def execute(rt: Any, request: Any, tenant: Tenant) -> Response:
                     headers={**headers, "Content-Type": "application/json"})
 
 
-def _answer_xml(request: Any) -> bool:
+def _answer_xml(request: Request) -> bool:
     """XML when Accept asks for it; with no Accept, in the request's own format (as ASP.NET
     Web API, which Starfish runs on, negotiates)."""
     if (request.headers.get("accept") or "").strip() in ("", "*/*"):

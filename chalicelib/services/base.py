@@ -50,7 +50,11 @@ class Result:
     content_type: str = "application/octet-stream"
 
 
-Handler = Callable[[Any, Context], Any]
+# What a handler returns: a JSON value (stored as application/json) or a Result.
+Output = Result | dict[str, Any] | list[Any] | str | int | float | bool | None
+# A handler takes its input (an instance of the service's input_model, or the stored JSON
+# when it has none: hence Any) and the context.
+Handler = Callable[[Any, Context], Output]
 
 
 class Canceled(Exception):

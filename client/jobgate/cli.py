@@ -57,7 +57,7 @@ class JobEnded(Exception):
 class Parser(argparse.ArgumentParser):
     """argparse, with its usage errors as JSON under --json (still exit code 2)."""
 
-    def error(self, message: str) -> Any:  # type: ignore[override]
+    def error(self, message: str) -> Any:
         if _json_errors:
             sys.exit(fail(message, USAGE, code="usage_error"))
         super().error(message)
@@ -476,7 +476,7 @@ def follow(job: Job, timeout: float | None, quiet: bool = False,
                    status=f"[{styles.get(status, 'bold')}]{status:<9}[/]", note=text)
 
     with bar:
-        task = bar.add_task(job.job_id, total=100.0, completed=0.0, status=job.status, note="",
+        task = bar.add_task(job.job_id, total=100.0, completed=0, status=job.status, note="",
                             bad=False)
         update(job)
         done = wait_through_drops(job, timeout, reconnect, on_progress=update,
@@ -621,7 +621,8 @@ def cmd_result(client: Client, args: argparse.Namespace) -> int:
     if args.output and args.output != "-":
         path = client.download_result(args.job_id, args.output)
         if as_json(args):
-            emit_json({"jobId": args.job_id, "path": str(path), "bytes": Path(path).stat().st_size})
+            size = Path(args.output).stat().st_size
+            emit_json({"jobId": args.job_id, "path": str(path), "bytes": size})
         else:
             print(f"{PROG}: wrote {wrote(path)}", file=sys.stderr)
         return 0

@@ -351,7 +351,7 @@ def _read_content(content: Content) -> tuple[bytes, str | None]:
 
 
 def _location(resp: httpx.Response, base: str) -> str:
-    location = resp.headers.get("location")
+    location: str | None = resp.headers.get("location")
     if not location:
         raise JobgateError(resp.status_code, "invalid_response", "a redirect without Location")
     return urljoin(base + "/", location)

@@ -150,7 +150,7 @@ def error_for(status: int, body: Any, headers: dict[str, str]) -> JobgateError:
             raw = err.get("details")
             details = [d for d in raw if isinstance(d, dict)] if isinstance(raw, list) else []
         elif isinstance(body.get("message") or body.get("Message"), str):  # API Gateway's own
-            message = body.get("message") or body.get("Message")
+            message = str(body.get("message") or body.get("Message"))
     elif isinstance(body, str):
         message = " ".join(body.split())[:200]
     if not message:

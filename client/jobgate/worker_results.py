@@ -53,7 +53,7 @@ class Upload:
             return self._path.open("rb")
         assert self._spool is not None
         self._spool.seek(0)
-        return _Unclosable(self._spool)
+        return io.BufferedReader(_Unclosable(self._spool))
 
     def close(self) -> None:
         if self._spool is not None:

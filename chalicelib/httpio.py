@@ -1,13 +1,15 @@
 """HTTP plumbing shared by every route: content negotiation (JSON or XML), absolute URLs
-that keep API Gateway's stage prefix, body parsing, and the error body."""
+that keep API Gateway's stage prefix, body parsing, and the error body. (Not `http.py`:
+that would shadow the standard library's name.)"""
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 
-from chalice import Response
+from chalice.app import Request, Response
 
 from . import xmlcodec
 from .errors import ApiError, bad_request
@@ -17,7 +19,7 @@ JSON = "application/json"
 XML = "application/xml"
 
 
-def wants_xml(headers: Any) -> bool:
+def wants_xml(headers: Mapping[str, str]) -> bool:
     accept = (headers.get("accept") or "").lower()
     if "xml" not in accept:
         return False
@@ -27,28 +29,29 @@ def wants_xml(headers: Any) -> bool:
 
 
 def render(
-    request: Any, status: int, body: dict[str, Any] | None, headers: dict[str, str] | None = None,
+    request: Request, status: int, body: dict[str, Any] | None, headers: dict[str, str] | None = None,
     root: str = "job",
 ) -> Response:
     headers = dict(headers or {})
+    out: dict[str, str | list[str]] = {**headers}
     if body is None:
-        return Response(body="", status_code=status, headers=headers)
+        return Response(body="", status_code=status, headers=out)
     if wants_xml(request.headers):
-        headers["Content-Type"] = XML
+        out["Content-Type"] = XML
         text = xmlcodec.dumps(root, body)
     else:
-        headers["Content-Type"] = JSON
+        out["Content-Type"] = JSON
         text = json.dumps(body, separators=(",", ":"))
-    return Response(body=text, status_code=status, headers=headers)
+    return Response(body=text, status_code=status, headers=out)
 
 
-def render_error(request: Any, err: ApiError) -> Response:
+def render_error(request: Request, err: ApiError) -> Response:
     if wants_xml(request.headers):  # <error><code>…</code></error>: the root is the error
         return render(request, err.status, err.body()["error"], err.headers, root="error")
     return render(request, err.status, err.body(), err.headers, root="error")
 
 
-def base_url(request: Any, settings: Settings | None = None) -> str:
+def base_url(request: Request, settings: Settings | None = None) -> str:
     """scheme://host[/stage] of this API, for every link we hand out (so `Location` keeps
     `/api` on AWS). The host comes from who we are, never from what a client claims:
     API Gateway's own domain (requestContext.domainName) on AWS, JOBGATE_PUBLIC_URL (the
@@ -59,7 +62,7 @@ def base_url(request: Any, settings: Settings | None = None) -> str:
     ctx = request.context or {}
     prefix = _stage_prefix(request, ctx)
     if settings.trusted_proxy and headers.get("x-forwarded-host"):
-        host = _valid_host(_nearest(headers.get("x-forwarded-host")), "X-Forwarded-Host")
+        host = _valid_host(_nearest(headers["x-forwarded-host"]), "X-Forwarded-Host")
         proto = _nearest(headers.get("x-forwarded-proto") or "https").lower()
         if proto not in ("http", "https"):
             raise bad_request("X-Forwarded-Proto must be http or https", "invalid_header")
@@ -89,7 +92,7 @@ def _valid_host(host: str, header: str) -> str:
     return host
 
 
-def _stage_prefix(request: Any, ctx: dict[str, Any]) -> str:
+def _stage_prefix(request: Request, ctx: dict[str, Any]) -> str:
     """What API Gateway put before our route (the stage, or a custom domain's base path)."""
     full_path = ctx.get("path") or ""
     actual = request.path
@@ -104,13 +107,19 @@ def _is_local(host: str) -> bool:
     return name in ("localhost", "[::1]") or re.fullmatch(r"127(?:\.\d{1,3}){3}", name) is not None
 
 
-def media_type(request: Any) -> str:
+def raw_body(request: Request) -> bytes:
+    """The request's body as bytes (Chalice types it `str | bytes`; it is bytes)."""
+    body = request.raw_body or b""
+    return body.encode() if isinstance(body, str) else body
+
+
+def media_type(request: Request) -> str:
     return (request.headers.get("content-type") or "").split(";")[0].strip().lower()
 
 
-def parse_submit_body(request: Any, max_bytes: int) -> dict[str, Any]:
+def parse_submit_body(request: Request, max_bytes: int) -> dict[str, Any]:
     """The POST /v1/jobs body as a dict, from JSON (default) or XML."""
-    raw = request.raw_body or b""
+    raw = raw_body(request)
     if len(raw) > max_bytes:
         raise ApiError(413, "payload_too_large", f"body exceeds {max_bytes} bytes")
     kind = media_type(request) or JSON
@@ -148,7 +157,7 @@ def nested_deeper(value: Any, limit: int) -> bool:
     return True
 
 
-def query_params(request: Any) -> dict[str, str]:
+def query_params(request: Request) -> dict[str, str]:
     """Single-valued query parameters (the last value wins for repeated names)."""
     params = request.query_params
     return {k: params.getlist(k)[-1] for k in params} if params else {}
@@ -161,7 +170,8 @@ def parse_prefer(header: str | None) -> tuple[bool, float | None, str | None]:
     """RFC 7240 `Prefer`: (respond-async asked, seconds to wait or None, the wait preference
     as applied, for `Preference-Applied`). `wait=N` is seconds, Guidewire's `wait-ms=N`
     milliseconds; both are capped at 20 s, and the last one given wins."""
-    respond_async, wait, applied = False, None, None
+    respond_async, applied = False, None
+    wait: float | None = None
     for part in (header or "").split(","):
         token = part.split(";")[0].strip()
         name, _, value = token.partition("=")
