@@ -17,8 +17,8 @@ from .store import (
     assignments,
     job_from_item,
     job_pk,
+    job_status_key,
     serialize,
-    status_index_key,
 )
 
 INDEX_CLAIMABLE = "byClaimable"
@@ -55,14 +55,15 @@ class LeaseStore:
         """A queued, due job → running under this lease (one attempt more)."""
         return self._write(
             tenant, job_id,
-            "SET #st = :running, g2pk = :g2, leaseToken = :tok, leaseUntil = :until, "
+            "SET #st = :running, l2pk = :g2, leaseToken = :tok, leaseUntil = :until, "
             "availableAt = :until, claimedAt = :now, runDeadline = :deadline, "
             "attempts = if_not_exists(attempts, :zero) + :one, "
             "startedAt = if_not_exists(startedAt, :now), "
             "statusVars = if_not_exists(statusVars, :novars)",
             "attribute_exists(pk) AND expiresAt > :now AND attempts < maxAttempts AND "
             "#st = :queued AND claimKey = :ck AND availableAt <= :now",
-            {":running": RUNNING, ":queued": QUEUED, ":g2": status_index_key(tenant, RUNNING), ":tok": token,
+            {":running": RUNNING, ":queued": QUEUED, ":tok": token,
+             ":g2": job_status_key(tenant, job_id, RUNNING),
              ":until": until, ":now": now, ":deadline": deadline, ":zero": 0, ":one": 1,
              ":novars": {}, ":ck": claim_key})
 
@@ -91,10 +92,10 @@ class LeaseStore:
                 lapsed: bool = False) -> Job:
         """A failed attempt → queued again, claimable from `available_at`. `lapsed`: the
         watchdog or a claim returning a job whose lease ran out (else the holder's own fail)."""
-        vals: dict[str, Any] = {":queued": QUEUED, ":g2": status_index_key(tenant, QUEUED), ":c": code,
+        vals: dict[str, Any] = {":queued": QUEUED, ":g2": job_status_key(tenant, job_id, QUEUED), ":c": code,
                                 ":m": message, ":at": available_at, ":running": RUNNING,
                                 ":tok": token, ":now": now}
-        sets = ["#st = :queued", "g2pk = :g2", "errorCode = :c", "errorMessage = :m",
+        sets = ["#st = :queued", "l2pk = :g2", "errorCode = :c", "errorMessage = :m",
                 "availableAt = :at"]
         if lines:
             sets.append("logLines = list_append(if_not_exists(logLines, :nolines), :lines)")
@@ -111,11 +112,11 @@ class LeaseStore:
         sets, removes, names, vals = assignments(values)
         gone = ["leaseToken", "leaseUntil", "logLines", *CLAIM_ATTRS]
         gone = [g for g in gone if g not in values]
-        vals.update({":status": status, ":g2": status_index_key(tenant, status), ":now": now,
+        vals.update({":status": status, ":g2": job_status_key(tenant, job_id, status), ":now": now,
                      ":running": RUNNING, ":tok": token})
         return self._write(
             tenant, job_id,
-            _expression(["#st = :status", "g2pk = :g2", "completedAt = :now", *sets],
+            _expression(["#st = :status", "l2pk = :g2", "completedAt = :now", *sets],
                         [*gone, *removes]),
             _scoped(LAPSED if lapsed else HELD, services, vals), vals, names)
 
