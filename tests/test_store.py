@@ -538,8 +538,14 @@ def test_one_tenant_at_5000_submits_and_5000_ends_a_second_keeps_every_partition
 
     from chalicelib import capacity
     from chalicelib.limits import item_size
-    from chalicelib.store import (INDEX_PROJECTED, index_keys, job_pk, job_to_item,
-                                  status_index_key, index_shard)
+    from chalicelib.store import (
+        INDEX_PROJECTED,
+        index_keys,
+        index_shard,
+        job_pk,
+        job_to_item,
+        status_index_key,
+    )
 
     rate = 5000
     writes: Counter[tuple[str, str]] = Counter()
