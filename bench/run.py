@@ -51,7 +51,6 @@ PRICES = {
 S3_PUT_CLASS = {"PutObject", "CopyObject", "UploadPart", "CreateMultipartUpload",
                 "CompleteMultipartUpload", "ListObjectsV2", "ListObjects"}
 S3_FREE = {"DeleteObject", "DeleteObjects", "AbortMultipartUpload"}
-INDEX_KEYS = ("g1pk", "g2pk", "g3pk")  # the table's three GSIs (projection ALL)
 
 # What a Lambda-shaped test harness sees from an SQS handler; the table's tenants.
 BENCH_KEY, BENCH_SECRET = "bench-key-0123456789abcdef", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -137,7 +136,8 @@ class Meter:
     calls: Counter[tuple[str, str, str, str]] = field(default_factory=Counter)
     wru: Counter[str] = field(default_factory=Counter)
     rru: Counter[str] = field(default_factory=Counter)
-    sizes: dict[tuple[str, str], int] = field(default_factory=dict)
+    items: dict[tuple[str, str], dict[str, Any] | None] = field(default_factory=dict)
+    peek: Callable[[str, dict[str, Any]], dict[str, Any] | None] = lambda table, key: None
     queries: list[dict[str, int]] = field(default_factory=list)
 
     def attach(self, client: Any, origin: str) -> None:
@@ -156,10 +156,23 @@ class Meter:
     def _params(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         context["bench_params"] = params
 
-    def _before(self, origin: str, event_name: str, **_: Any) -> None:
+    def _before(self, origin: str, event_name: str, context: dict[str, Any] | None = None,
+                **_: Any) -> None:
+        if event_name.startswith("before-call.dynamodb.") and context is not None:
+            self._pre_images(event_name.rsplit(".", 1)[-1], context)
         if self.enabled:
             _, service, op = event_name.split(".", 2)
             self.calls[(origin, self.phase, service, op)] += 1
+
+    def _pre_images(self, op: str, context: dict[str, Any]) -> None:
+        """The items a write is about to change, as they are now (its 'before')."""
+        params = context.get("bench_params") or {}
+        specs = [params] if op in ("PutItem", "UpdateItem", "DeleteItem") else \
+            [next(iter(e.values())) for e in params.get("TransactItems", [])] \
+            if op == "TransactWriteItems" else []
+        for spec in specs:
+            key = spec.get("Key") or {k: spec["Item"][k] for k in ("pk", "sk")}
+            self.items[_key(key)] = self.peek(spec["TableName"], key)
 
     def _after(self, origin: str, event_name: str, parsed: dict[str, Any], context: dict[str, Any],
                http_response: Any, **_: Any) -> None:
@@ -172,6 +185,9 @@ class Meter:
         if self.enabled:
             self.wru[self.phase] += wru
             self.rru[self.phase] += rru
+            if op == "BatchGetItem":  # a listing's page read by key
+                n = sum(len(v) for v in parsed.get("Responses", {}).values())
+                self.queries.append({"returned": 0, "count": 0, "scanned": 0, "fetched": n})
             if op == "Query":
                 self.queries.append({"returned": len(parsed.get("Items", [])),
                                      "count": int(parsed.get("Count", 0)),
@@ -179,54 +195,99 @@ class Meter:
 
     def _request_units(self, op: str, params: dict[str, Any], parsed: dict[str, Any], ok: bool
                        ) -> tuple[float, float]:
-        """(write units, read units) of one call: 1 WRU per KB written to the table and to
-        every GSI that holds the item (projection ALL: any change rewrites the index entry, a
-        changed index key costs a delete and a put), doubled in transactions; 1 RRU per 4 KB
-        read strongly, half that eventually (every GSI query)."""
-        sizes = self.sizes
-        if op == "GetItem":
-            item = parsed.get("Item")
-            size = item_size(item) if item else 0
-            if item:
-                sizes[_key(item)] = size
-            return 0, _units(size, 4096) * (1.0 if params.get("ConsistentRead") else 0.5)
-        if op == "Query":
-            items = parsed.get("Items", [])
-            if items:
-                size = sum(item_size(i) for i in items)
-            else:  # Select=COUNT: no items come back, but every scanned one is read
-                known = list(sizes.values()) or [1024]
-                size = int(parsed.get("ScannedCount", 0) * statistics.mean(known))
-            return 0, _units(size, 4096) * (1.0 if params.get("ConsistentRead") else 0.5)
-        if op == "PutItem":
-            item = params.get("Item", {})
-            size = max(item_size(item), sizes.get(_key(item), 0))
-            sizes[_key(item)] = item_size(item)
-            indexes = sum(1 for k in INDEX_KEYS if k in item)
-            return (_units(size, 1024) * (1 + indexes) if ok else 1), 0
-        if op == "UpdateItem":
-            key = _key(params.get("Key", {}))
-            before = sizes.get(key, 0)
-            after_item = parsed.get("Attributes")
-            after = item_size(after_item) if after_item else before
-            sizes[key] = after
+        """(write units, read units) of one call, from the items as they are in the table
+        before and after it (read back through an unmetered client): DynamoDB's rules.
+        Table: 1 WRU per KB of the larger of the item before and after (a refused condition
+        still costs the item's size), doubled in a transaction. Each GSI, per its projection
+        (localrunner/provision.py, the same as infra/template.yaml): an entry appearing is a
+        put, disappearing a delete, a changed key a delete and a put, a changed projected
+        attribute one write, anything else nothing; 1 WRU per KB of the entry. Reads: 1 RRU
+        per 4 KB (eventually consistent: half), index queries by the entries evaluated."""
+        if op in ("PutItem", "UpdateItem", "DeleteItem"):
+            key = params.get("Key") or {k: params["Item"][k] for k in ("pk", "sk")}
+            before = self.items.get(_key(key))
+            after = self.peek(params["TableName"], key)
+            self.items[_key(key)] = after
             if not ok:
-                return _units(before, 1024), 0  # a failed condition still costs the write
-            expression = params.get("UpdateExpression", "")
-            held = after_item or {k: 1 for k in INDEX_KEYS}
-            indexes = sum((2 if k in expression else 1) for k in INDEX_KEYS if k in held)
-            return _units(max(before, after), 1024) * (1 + indexes), 0
-        if op == "DeleteItem":
-            size = sizes.pop(_key(params.get("Key", {})), 1024)
-            return _units(size, 1024) * (1 + len(INDEX_KEYS)), 0
+                return _units(item_size(before) if before else 1, 1024), 0
+            return write_units(before, after), 0
         if op == "TransactWriteItems":
             total = 0
             for entry in params.get("TransactItems", []):
-                item = entry.get("Put", {}).get("Item", {})
-                indexes = sum(1 for k in INDEX_KEYS if k in item)
-                total += 2 * _units(item_size(item), 1024) * (1 + indexes)
+                (kind, spec), = entry.items()
+                key = spec.get("Key") or {k: spec["Item"][k] for k in ("pk", "sk")}
+                before = self.items.get(_key(key))
+                after = self.peek(spec["TableName"], key)
+                self.items[_key(key)] = after
+                total += write_units(before, after, transaction=True)
             return total, 0
+        if op == "GetItem":
+            item = parsed.get("Item")
+            size = item_size(item) if item else 1
+            return 0, _units(size, 4096) * (1.0 if params.get("ConsistentRead") else 0.5)
+        if op == "BatchGetItem":
+            items = [i for v in parsed.get("Responses", {}).values() for i in v]
+            return 0, sum(_units(item_size(i), 4096) * 0.5 for i in items)
+        if op == "Query":
+            index = params.get("IndexName")
+            scanned = int(parsed.get("ScannedCount", 0))
+            if index:  # the index entries evaluated, at the size of one entry
+                entry = INDEX_ENTRY_BYTES.get(index, 100)
+                size = scanned * entry
+            else:
+                size = sum(item_size(i) for i in parsed.get("Items", []))
+            return 0, _units(size, 4096) * (1.0 if params.get("ConsistentRead") else 0.5)
         return 0, 0
+
+
+def index_projections() -> dict[str, tuple[tuple[str, ...], tuple[str, ...] | None]]:
+    """Each GSI of the table: (its key attributes, its projected non-key attributes or None
+    for ALL), as localrunner/provision.py creates them."""
+    from localrunner.provision import CLAIM_INDEX, INDEXES, LIST_PROJECTION
+
+    out: dict[str, tuple[tuple[str, ...], tuple[str, ...] | None]] = {}
+    for name, pk in INDEXES:
+        out[name] = ((pk, "gsk"), tuple(LIST_PROJECTION.get("NonKeyAttributes", ())))
+    out[CLAIM_INDEX["IndexName"]] = (
+        tuple(k["AttributeName"] for k in CLAIM_INDEX["KeySchema"]), ())
+    return out
+
+
+# A listing-index entry (keys, expiresAt, service) is ~100 bytes; reads of an index are
+# priced at that size per entry evaluated.
+INDEX_ENTRY_BYTES: dict[str, int] = {}
+
+
+def index_entry(item: dict[str, Any] | None, keys: tuple[str, ...],
+                projected: tuple[str, ...] | None) -> dict[str, Any] | None:
+    """The item's entry in one GSI (None when it lacks the index key: sparse)."""
+    if not item or any(k not in item for k in keys):
+        return None
+    if projected is None:
+        return dict(item)
+    wanted = {"pk", "sk", *keys, *projected}
+    return {k: v for k, v in item.items() if k in wanted}
+
+
+def write_units(before: dict[str, Any] | None, after: dict[str, Any] | None,
+                transaction: bool = False) -> int:
+    sizes = [item_size(i) for i in (before, after) if i]
+    total = _units(max(sizes, default=1), 1024) * (2 if transaction else 1)
+    for keys, projected in PROJECTIONS.values():
+        old, new = index_entry(before, keys, projected), index_entry(after, keys, projected)
+        if old is None and new is None:
+            continue
+        if old is not None and new is not None:
+            if all(old.get(k) == new.get(k) for k in keys):
+                total += 0 if old == new else _units(item_size(new), 1024)
+            else:
+                total += 1 + _units(item_size(new), 1024)  # delete, then put
+        else:
+            total += _units(item_size(new or old), 1024)
+    return total
+
+
+PROJECTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...] | None]] = {}
 
 
 # -- the embedded AWS, in process ------------------------------------------------------------
@@ -259,7 +320,13 @@ def embedded() -> Iterator[Embedded]:
             [("bench", BENCH_KEY, BENCH_SECRET), ("lister", LIST_KEY, BENCH_SECRET)],
             {"JOBGATE_ALLOW_PRIVATE_CALLBACKS": "true", "JOBGATE_MAX_QUEUE_DEPTH": "10000000",
              "JOBGATE_TENANT_MAX_ACTIVE": "10000000"}, jobs_visibility=30)
-        meter = Meter()
+        PROJECTIONS.update(index_projections())
+        raw = create_clients(REGION).dynamodb  # reads the items back, unmetered
+
+        def peek(table: str, key: dict[str, Any]) -> dict[str, Any] | None:
+            return raw.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item")
+
+        meter = Meter(peek=peek)
         meter.attach(clients.dynamodb, "ours")
         meter.attach(clients.sqs, "ours")
         meter.attach(clients.s3, "ours")
@@ -401,6 +468,15 @@ def bench_requests(e: Embedded, jobs: int, warmup: int = 3) -> dict[str, Any]:
     }
     cost["total"] = round(sum(cost.values()), 4)
     esm_requests = sum(esm_ops.values())
+    # Requests only (no compute): every AWS request a job causes, API Gateway's included.
+    requests_only = {
+        "dynamodb": cost["dynamodb"], "sqs": cost["sqs"],
+        "sqs_event_source_mapping": per_million(PRICES["sqs_request"], esm_requests),
+        "s3": cost["s3"], "lambda_requests": per_million(PRICES["lambda_request"],
+                                                         lambda_invocations),
+        "api_gateway_rest": per_million(PRICES["api_gateway_rest_request"], 2),
+    }
+    requests_only["total"] = round(sum(requests_only.values()), 4)
     extra = {
         "sqs_event_source_mapping": per_million(PRICES["sqs_request"], esm_requests),
         "api_gateway_rest": per_million(PRICES["api_gateway_rest_request"], 2),
@@ -423,6 +499,7 @@ def bench_requests(e: Embedded, jobs: int, warmup: int = 3) -> dict[str, Any]:
                    "mean_duration_ms_in_process": {k: round(v * 1000, 2) for k, v in seconds.items()},
                    "gb_seconds_per_job": round(gb_s, 6)},
         "cost_usd_per_million_jobs": cost,
+        "usd_per_million_jobs_requests_only": requests_only,
         "cost_usd_per_million_jobs_not_included": extra,
         "prices_usd": PRICES,
         "jobs_measured": jobs, "warmup_jobs": warmup,
@@ -591,17 +668,21 @@ def bench_listing(e: Embedded, sizes: tuple[int, ...] = (1_000, 10_000), reads: 
             out[str(size)] = {
                 "items_returned": sum(q["returned"] for q in queries),
                 "scanned_count": sum(q["scanned"] for q in queries),
-                "queries": len(queries), "aws_requests": calls,
+                "jobs_read_by_key": sum(q.get("fetched", 0) for q in queries),
+                "queries": sum(1 for q in queries if "fetched" not in q), "aws_requests": calls,
                 "read_request_units": rru,
                 "median_ms": round(statistics.median(times) * 1000, 2),
             }
     first, last = out[str(sizes[0])], out[str(sizes[-1])]
     return {
-        "list_items_read_1k": max(first["items_returned"], first["scanned_count"]),
-        "list_items_read_10k": max(last["items_returned"], last["scanned_count"]),
+        "list_items_read_1k": max(first["items_returned"], first["scanned_count"])
+        + first["jobs_read_by_key"],
+        "list_items_read_10k": max(last["items_returned"], last["scanned_count"])
+        + last["jobs_read_by_key"],
         "by_table_size": out,
-        "note": "items read = ScannedCount over the page's Query calls (every item DynamoDB "
-                "read, returned or filtered out; never fewer than the Items returned); "
+        "note": "items read = ScannedCount over the page's Query calls on the 16 shards of "
+                "the listing index (every entry DynamoDB read, returned or filtered out) plus "
+                "the page's jobs read by key (BatchGetItem); "
                 "moto's Query scans and sorts the whole table, so its time grows with the "
                 "table while DynamoDB's does not: the flat figure is the items read",
     }
@@ -812,8 +893,13 @@ def report(r: dict[str, Any]) -> str:
                + ", ".join(f"{op} x{n}" for op, n in sorted(first["by_operation"].items()))
                + f"\n   cache refreshes: {req['cache_refreshes']}")
     ru = req["dynamodb_request_units_per_job"]
-    out.append(f"   DynamoDB request units per job: {ru['write']:g} WRU, {ru['read']:g} RRU "
-               f"(3 GSIs with projection ALL: every table write is also 3-4 index writes)")
+    out.append(f"   DynamoDB request units per job: {ru['write']:g} WRU (target <= 8), "
+               f"{ru['read']:g} RRU; write units by phase: "
+               + ", ".join(f"{k} {v:g}" for k, v in ru["write_by_phase"].items())
+               + "\n   (counted from the items before and after each write, per index projection)")
+    ro = req["usd_per_million_jobs_requests_only"]
+    out.append("   USD per million jobs, requests only (target <= 18): "
+               + ", ".join(f"{k} {v:.2f}" for k, v in ro.items()))
     cost = req["cost_usd_per_million_jobs"]
     rows = [("service", "USD per million jobs")]
     rows += [(k, f"{v:.4f}") for k, v in cost.items()]
@@ -899,6 +985,9 @@ def main(argv: list[str] | None = None) -> int:
 
     results = {
         "aws_requests_per_job": detail["requests"]["aws_requests_per_job"],
+        "dynamodb_write_units_per_job":
+            detail["requests"]["dynamodb_request_units_per_job"]["write"],
+        "usd_per_million_jobs": detail["requests"]["usd_per_million_jobs_requests_only"]["total"],
         "cold_import_ratio": detail["cold_start"]["cold_import_ratio"],
         "submit_overhead_ratio": detail["submit"]["submit_overhead_ratio"],
         "list_items_read_1k": detail["listing"]["list_items_read_1k"],

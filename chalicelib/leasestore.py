@@ -18,8 +18,8 @@ from .store import (
     assignments,
     job_from_item,
     job_pk,
+    job_status_key,
     serialize,
-    status_index_key,
 )
 
 if TYPE_CHECKING:
@@ -75,14 +75,15 @@ class LeaseStore:
         """A queued, due job → running under this lease (one attempt more)."""
         return self._write(
             tenant, job_id,
-            "SET #st = :running, g2pk = :g2, leaseToken = :tok, leaseUntil = :until, "
+            "SET #st = :running, l2pk = :g2, leaseToken = :tok, leaseUntil = :until, "
             "availableAt = :until, claimedAt = :now, runDeadline = :deadline, "
             "attempts = if_not_exists(attempts, :zero) + :one, "
             "startedAt = if_not_exists(startedAt, :now), "
             "statusVars = if_not_exists(statusVars, :novars)",
             "attribute_exists(pk) AND expiresAt > :now AND attempts < maxAttempts AND "
             "#st = :queued AND claimKey = :ck AND availableAt <= :now",
-            {":running": RUNNING, ":queued": QUEUED, ":g2": status_index_key(tenant, RUNNING), ":tok": token,
+            {":running": RUNNING, ":queued": QUEUED, ":tok": token,
+             ":g2": job_status_key(tenant, job_id, RUNNING),
              ":until": until, ":now": now, ":deadline": deadline, ":zero": 0, ":one": 1,
              ":novars": {}, ":ck": claim_key})
 
@@ -122,10 +123,10 @@ class LeaseStore:
         `kept`: the log lines the item holds (read by the caller), so that `lines` are added
         only as far as they fit. `given_back`: the attempt does not count (a worker shut
         down under it), at most MAX_SHUTDOWNS times a job (then Conflict while still held)."""
-        vals: dict[str, Any] = {":queued": QUEUED, ":g2": status_index_key(tenant, QUEUED), ":c": code,
+        vals: dict[str, Any] = {":queued": QUEUED, ":g2": job_status_key(tenant, job_id, QUEUED), ":c": code,
                                 ":m": message, ":at": available_at, ":running": RUNNING,
                                 ":tok": token, ":now": now}
-        sets = ["#st = :queued", "g2pk = :g2", "errorCode = :c", "errorMessage = :m",
+        sets = ["#st = :queued", "l2pk = :g2", "errorCode = :c", "errorMessage = :m",
                 "availableAt = :at"]
         lines = fitting(kept or [], lines)
         if lines:
@@ -151,11 +152,11 @@ class LeaseStore:
         sets, removes, names, vals = assignments(values)
         gone = ["leaseToken", "leaseUntil", "logLines", "logBytes", "shutdowns", *CLAIM_ATTRS]
         gone = [g for g in gone if g not in values]
-        vals.update({":status": status, ":g2": status_index_key(tenant, status), ":now": now,
+        vals.update({":status": status, ":g2": job_status_key(tenant, job_id, status), ":now": now,
                      ":running": RUNNING, ":tok": token})
         return self._write(
             tenant, job_id,
-            _expression(["#st = :status", "g2pk = :g2", "completedAt = :now", *sets],
+            _expression(["#st = :status", "l2pk = :g2", "completedAt = :now", *sets],
                         [*gone, *removes]),
             _scoped(LAPSED if lapsed else HELD, services, vals), vals, names)
 

@@ -8,7 +8,9 @@ Every state change is a conditional write, which is what makes the worker safe t
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import time
+import zlib
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -33,7 +35,17 @@ _JOB_FIELDS = {f.name: f for f in dataclasses.fields(Job)}
 
 RUN_ID_TRIES = 6
 KEEP_LAST_DELIVERIES = 20  # webhook attempts kept after the first (docs/api.md)
-INDEX_ALL, INDEX_STATUS, INDEX_SERVICE = "byTenant", "byTenantStatus", "byTenantService"
+INDEX_ALL, INDEX_STATUS, INDEX_SERVICE = "byTenantShard", "byStatusShard", "byServiceShard"
+INDEX_ATTRS = {INDEX_ALL: "l1pk", INDEX_STATUS: "l2pk", INDEX_SERVICE: "l3pk"}
+# What the listing indexes project besides the keys: the filters a listing applies.
+INDEX_PROJECTED = ("expiresAt", "service")
+# Partitions per listing index and tenant: 5,000 submits/s and 5,000 ends/s of one tenant
+# write at most 10,000 entries/s to one index (a status change is a delete and a put),
+# 625/s a shard, under DynamoDB's 1,000 WCU/s per partition (tests/test_store.py).
+LIST_SHARDS = 16
+# Index entries the first query of each shard reads (then one at a time, as the merge needs
+# them): a page of 20 over 16 shards evaluates ~40 entries on average, 60 items with its jobs.
+LIST_CHUNK = 2
 # A worker job's claim-index keys and lease deadline: no terminal job keeps them.
 CLAIM_ATTRS = ("claimKey", "availableAt", "claimedAt", "runDeadline")
 
@@ -53,16 +65,27 @@ def run_pk(tenant: str, run_id: str) -> str:
     return f"T#{part(tenant)}#R#{part(run_id)}"
 
 
-def tenant_index_key(tenant: str) -> str:
-    return part(tenant)
+def index_shard(job_id: str) -> int:
+    """The listing-index shard of a job: fixed by its ID, so every write of the job (and a
+    retry of it) uses the same one."""
+    return zlib.crc32(job_id.encode()) % LIST_SHARDS
 
 
-def status_index_key(tenant: str, status: str) -> str:
-    return f"{part(tenant)}#{part(status)}"
+def tenant_index_key(tenant: str, shard: int) -> str:
+    return f"{part(tenant)}#{shard:02d}"
 
 
-def service_index_key(tenant: str, service: str) -> str:
-    return f"{part(tenant)}#{part(service)}"
+def status_index_key(tenant: str, status: str, shard: int) -> str:
+    return f"{part(tenant)}#{part(status)}#{shard:02d}"
+
+
+def service_index_key(tenant: str, service: str, shard: int) -> str:
+    return f"{part(tenant)}#{part(service)}#{shard:02d}"
+
+
+def job_status_key(tenant: str, job_id: str, status: str) -> str:
+    """The status index key a job in `status` carries (what every status change writes)."""
+    return status_index_key(tenant, status, index_shard(job_id))
 
 
 def _plain(value: Any) -> Any:
@@ -138,17 +161,76 @@ def job_to_item(job: Job) -> dict[str, Any]:
     values = {_FIELDS[k]: v for k, v in dataclasses.asdict(job).items() if v not in (None, {}, [])}
     values.update(
         pk=job_pk(job.tenant, job.job_id), sk="JOB", ttl=int(job.expires_at),
-        g1pk=tenant_index_key(job.tenant), g2pk=status_index_key(job.tenant, job.status),
-        g3pk=service_index_key(job.tenant, job.service),
-        gsk=job.job_id,
+        gsk=job.job_id, **index_keys(job),
     )
     return serialize(values)
+
+
+def index_keys(job: Job) -> dict[str, str]:
+    """The job's three listing-index keys (attribute name → value)."""
+    shard = index_shard(job.job_id)
+    return {"l1pk": tenant_index_key(job.tenant, shard),
+            "l2pk": status_index_key(job.tenant, job.status, shard),
+            "l3pk": service_index_key(job.tenant, job.service, shard)}
 
 
 @dataclass
 class Page:
     jobs: list[Job]
     last_job_id: str | None
+
+
+class _Desc(str):
+    """A job ID that sorts newest first in a min-heap (job IDs sort by creation time)."""
+
+    __slots__ = ()
+
+    def __lt__(self, other: str) -> bool:
+        return str.__gt__(self, other)
+
+
+def _desc(job_id: str) -> _Desc:
+    return _Desc(job_id)
+
+
+class _ShardReader:
+    """One shard of a listing index, read newest first LIST_CHUNK entries at a time, only
+    as far as the merge needs (the next entry of each shard decides the order)."""
+
+    def __init__(self, db: Any, table: str, index: str, pk: str, now: float,
+                 service: str | None, after: str | None):
+        self._db, self._buffer, self._done, self._read = db, [], False, False
+        names = {"#pk": INDEX_ATTRS[index]}
+        values: dict[str, Any] = {":pk": pk, ":now": now}
+        condition = "#pk = :pk"
+        if after:
+            condition += " AND gsk < :after"
+            values[":after"] = after
+        self._kwargs: dict[str, Any] = {
+            "TableName": table, "IndexName": index, "ScanIndexForward": False,
+            "KeyConditionExpression": condition, "FilterExpression": "expiresAt > :now",
+            "ExpressionAttributeNames": names, "ProjectionExpression": "gsk",
+        }
+        if service:
+            self._kwargs["FilterExpression"] += " AND service = :svc"
+            values[":svc"] = service
+        self._kwargs["ExpressionAttributeValues"] = serialize(values)
+
+    def peek(self) -> str | None:
+        while not self._buffer and not self._done:
+            out = self._db.query(**self._kwargs, Limit=1 if self._read else LIST_CHUNK)
+            self._read = True
+            self._buffer = [i["gsk"]["S"] for i in reversed(out.get("Items", []))]
+            if "LastEvaluatedKey" in out:
+                self._kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
+            else:
+                self._done = True
+        return self._buffer[-1] if self._buffer else None
+
+    def pop(self) -> str:
+        return self._buffer.pop()
+
+
 
 
 @translating(StoreUnavailable, conflicts=True)  # botocore's errors stay in this module
@@ -173,62 +255,69 @@ class JobStore:
         self, tenant: str, now: float, *, status: str | None, service: str | None,
         limit: int, after: str | None,
     ) -> Page:
-        """One page, newest first. Reads stop once the page is full: cost follows the page."""
+        """One page, newest first: the shards of one index merged by job ID (creation order),
+        reading a few entries per shard at a time, then the page's jobs by key. `after` (the
+        last job ID of the previous page) is a stable cursor: every shard resumes below it."""
         if status:
-            index, pk = INDEX_STATUS, status_index_key(tenant, status)
+            index, key = INDEX_STATUS, lambda s: status_index_key(tenant, status, s)
         elif service:
-            index, pk = INDEX_SERVICE, service_index_key(tenant, service)
+            index, key = INDEX_SERVICE, lambda s: service_index_key(tenant, service, s)
         else:
-            index, pk = INDEX_ALL, tenant_index_key(tenant)
-        pk_attr = {INDEX_ALL: "g1pk", INDEX_STATUS: "g2pk", INDEX_SERVICE: "g3pk"}[index]
-        kwargs: dict[str, Any] = {
-            "TableName": self._table, "IndexName": index, "ScanIndexForward": False,
-            "KeyConditionExpression": "#pk = :pk",
-            "FilterExpression": "expiresAt > :now",
-            "ExpressionAttributeNames": {"#pk": pk_attr},
-            "ExpressionAttributeValues": serialize({":pk": pk, ":now": now}),
-        }
-        if status and service:
-            kwargs["FilterExpression"] += " AND service = :svc"
-            kwargs["ExpressionAttributeValues"].update(serialize({":svc": service}))
-        if after:
-            kwargs["ExclusiveStartKey"] = serialize(
-                {"pk": job_pk(tenant, after), "sk": "JOB", pk_attr: pk, "gsk": after}
-            )
-        jobs: list[Job] = []
-        while len(jobs) < limit:
-            kwargs["Limit"] = limit - len(jobs) + (1 if len(jobs) == 0 else 0)
-            out = self._db.query(**kwargs)
-            jobs.extend(job_from_item(i) for i in out.get("Items", []))
-            if "LastEvaluatedKey" not in out:
-                more = len(jobs) > limit
-                jobs = jobs[:limit]
-                return Page(jobs, jobs[-1].job_id if more and jobs else None)
-            kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
-        # Only reached right after a query that returned a LastEvaluatedKey (the page filled
-        # up before DynamoDB ran out of items, possibly after filtering expired ones): more
-        # may follow. At worst the client reads one empty last page.
-        more = True
-        jobs = jobs[:limit]
-        return Page(jobs, jobs[-1].job_id if more and jobs else None)
+            index, key = INDEX_ALL, lambda s: tenant_index_key(tenant, s)
+        shards = [_ShardReader(self._db, self._table, index, key(s), now,
+                               service if status else None, after)
+                  for s in range(LIST_SHARDS)]
+        ids: list[str] = []
+        heads: list[tuple[_Desc, int]] = []  # each shard's next entry, newest on top
+        for i, reader in enumerate(shards):
+            head = reader.peek()
+            if head is not None:
+                heads.append((_desc(head), i))
+        heapq.heapify(heads)
+        while heads and len(ids) < limit:
+            _, i = heapq.heappop(heads)
+            ids.append(shards[i].pop())
+            head = shards[i].peek()
+            if head is not None:
+                heapq.heappush(heads, (_desc(head), i))
+        more = bool(heads)
+        jobs = self._get_many(tenant, ids, now)
+        return Page(jobs, ids[-1] if more and ids else None)
+
+    def _get_many(self, tenant: str, job_ids: list[str], now: float) -> list[Job]:
+        """The jobs by key, in the order given (one BatchGetItem per 100); a job deleted or
+        expired since its index entry was read is left out."""
+        found: dict[str, Job] = {}
+        for start in range(0, len(job_ids), 100):
+            request = {self._table: {"Keys": [self._key(tenant, j) for j in
+                                              job_ids[start:start + 100]]}}
+            while request:
+                out = self._db.batch_get_item(RequestItems=request)
+                for item in out.get("Responses", {}).get(self._table, []):
+                    job = job_from_item(item)
+                    found[job.job_id] = job
+                request = out.get("UnprocessedKeys") or {}
+        return [found[j] for j in job_ids if j in found and not found[j].expired(now)]
 
     def count_active(self, tenant: str, cap: int, now: float) -> int:
         """Queued + running jobs, counting at most `cap` (so the read cost is bounded)."""
         total = 0
         for status in (QUEUED, RUNNING):
-            kwargs: dict[str, Any] = {
-                "TableName": self._table, "IndexName": INDEX_STATUS, "Select": "COUNT",
-                "KeyConditionExpression": "g2pk = :pk", "FilterExpression": "expiresAt > :now",
-                "ExpressionAttributeValues": serialize({":pk": status_index_key(tenant, status),
-                                                     ":now": now}),
-            }
-            while total < cap:
-                kwargs["Limit"] = cap - total
-                out = self._db.query(**kwargs)
-                total += out.get("Count", 0)
-                if "LastEvaluatedKey" not in out:
-                    break
-                kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
+            for shard in range(LIST_SHARDS):
+                kwargs: dict[str, Any] = {
+                    "TableName": self._table, "IndexName": INDEX_STATUS, "Select": "COUNT",
+                    "KeyConditionExpression": "l2pk = :pk",
+                    "FilterExpression": "expiresAt > :now",
+                    "ExpressionAttributeValues": serialize(
+                        {":pk": status_index_key(tenant, status, shard), ":now": now}),
+                }
+                while total < cap:
+                    kwargs["Limit"] = cap - total
+                    out = self._db.query(**kwargs)
+                    total += out.get("Count", 0)
+                    if "LastEvaluatedKey" not in out:
+                        break
+                    kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
         return total
 
     # -- submit ------------------------------------------------------------------------
@@ -300,12 +389,13 @@ class JobStore:
         Raises Conflict (with the current job) when someone else holds it or it ended."""
         return self._update(
             tenant, job_id,
-            "SET #st = :running, g2pk = :g2, leaseToken = :tok, leaseUntil = :until, "
+            "SET #st = :running, l2pk = :g2, leaseToken = :tok, leaseUntil = :until, "
             "attempts = if_not_exists(attempts, :zero) + :one, "
             "startedAt = if_not_exists(startedAt, :now)",
             "attribute_exists(pk) AND expiresAt > :now AND attempts < maxAttempts AND "
             "(#st = :queued OR (#st = :running AND leaseUntil < :now))",
-            {":running": RUNNING, ":queued": QUEUED, ":g2": status_index_key(tenant, RUNNING), ":tok": token,
+            {":running": RUNNING, ":queued": QUEUED, ":tok": token,
+             ":g2": job_status_key(tenant, job_id, RUNNING),
              ":until": now + lease_seconds, ":zero": 0, ":one": 1, ":now": now},
         )
 
@@ -335,10 +425,10 @@ class JobStore:
             vals[":queued"] = QUEUED
         return self._update(
             tenant, job_id,
-            update_expression(["#st = :status", "g2pk = :g2", "completedAt = :now", *sets],
+            update_expression(["#st = :status", "l2pk = :g2", "completedAt = :now", *sets],
                               ["leaseToken", "leaseUntil", *CLAIM_ATTRS, *removes]),
             cond,
-            {**vals, ":status": status, ":g2": status_index_key(tenant, status), ":running": RUNNING,
+            {**vals, ":status": status, ":g2": job_status_key(tenant, job_id, status), ":running": RUNNING,
              ":now": now},
             names,
         )
@@ -347,10 +437,10 @@ class JobStore:
         """Give a failed attempt back to the queue for a later retry."""
         return self._update(
             tenant, job_id,
-            "SET #st = :queued, g2pk = :g2, errorCode = :c, errorMessage = :m "
+            "SET #st = :queued, l2pk = :g2, errorCode = :c, errorMessage = :m "
             "REMOVE leaseToken, leaseUntil",
             "#st = :running AND leaseToken = :tok",
-            {":queued": QUEUED, ":g2": status_index_key(tenant, QUEUED), ":c": code, ":m": message,
+            {":queued": QUEUED, ":g2": job_status_key(tenant, job_id, QUEUED), ":c": code, ":m": message,
              ":running": RUNNING, ":tok": token},
         )
 
@@ -362,12 +452,12 @@ class JobStore:
             out = self._db.update_item(
                 TableName=self._table, Key=key,
                 UpdateExpression=update_expression(
-                    ["#st = :c", "g2pk = :g2", "completedAt = :now", *sets],
+                    ["#st = :c", "l2pk = :g2", "completedAt = :now", *sets],
                     ["leaseToken", "leaseUntil", *CLAIM_ATTRS, *removes]),
                 ConditionExpression="expiresAt > :now AND (#st = :q OR #st = :r)",
                 ExpressionAttributeNames={"#st": "status", **names},
                 ExpressionAttributeValues=serialize({
-                    **vals, ":c": CANCELED, ":g2": status_index_key(tenant, CANCELED), ":now": now,
+                    **vals, ":c": CANCELED, ":g2": job_status_key(tenant, job_id, CANCELED), ":now": now,
                     ":q": QUEUED, ":r": RUNNING}),
                 ReturnValues="ALL_OLD",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",

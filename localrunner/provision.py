@@ -13,7 +13,9 @@ from botocore.exceptions import ClientError
 from chalicelib.connections import Clients
 
 RETENTION = str(14 * 24 * 3600)
-INDEXES = (("byTenant", "g1pk"), ("byTenantStatus", "g2pk"), ("byTenantService", "g3pk"))
+# The listing indexes (chalicelib/store.py): write-sharded keys, only the filters projected.
+INDEXES = (("byTenantShard", "l1pk"), ("byStatusShard", "l2pk"), ("byServiceShard", "l3pk"))
+LIST_PROJECTION = {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["expiresAt", "service"]}
 # The sparse claim index of worker jobs (chalicelib/leases.py): keys only, which is all a
 # claim reads before its conditional write.
 CLAIM_INDEX = {
@@ -47,7 +49,7 @@ def ensure_table(db: Any, name: str) -> None:
             "IndexName": index,
             "KeySchema": [{"AttributeName": pk, "KeyType": "HASH"},
                           {"AttributeName": "gsk", "KeyType": "RANGE"}],
-            "Projection": {"ProjectionType": "ALL"},
+            "Projection": LIST_PROJECTION,
         } for index, pk in INDEXES] + [CLAIM_INDEX],
     )
     db.get_waiter("table_exists").wait(TableName=name)

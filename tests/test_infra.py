@@ -122,7 +122,7 @@ def test_template_has_no_cfn_lint_errors() -> None:
 
 
 def test_table_matches_the_store(template: dict[str, Any]) -> None:
-    from localrunner.provision import CLAIM_INDEX, INDEXES
+    from localrunner.provision import CLAIM_INDEX, INDEXES, LIST_PROJECTION
 
     _, table = resource(template, "AWS::DynamoDB::Table", {"Fn::Sub": "jobgate-${Stage}-jobs"})
     props = table["Properties"]
@@ -131,7 +131,7 @@ def test_table_matches_the_store(template: dict[str, Any]) -> None:
         ("pk", "HASH"), ("sk", "RANGE")]
     gsis = {g["IndexName"]: ([k["AttributeName"] for k in g["KeySchema"]], g["Projection"])
             for g in props["GlobalSecondaryIndexes"]}
-    assert gsis == {**{index: ([pk, "gsk"], {"ProjectionType": "ALL"}) for index, pk in INDEXES},
+    assert gsis == {**{index: ([pk, "gsk"], LIST_PROJECTION) for index, pk in INDEXES},
                     CLAIM_INDEX["IndexName"]: ([k["AttributeName"] for k in CLAIM_INDEX["KeySchema"]],
                                                CLAIM_INDEX["Projection"])}
     assert props["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True}
@@ -507,7 +507,7 @@ def test_stack_outputs_are_what_the_prod_config_points_at(stack: dict[str, str])
         TableName=stack["TableName"])["Table"]
     assert table["TableArn"] == stack["TableArn"]
     assert {g["IndexName"] for g in table["GlobalSecondaryIndexes"]} == {
-        "byTenant", "byTenantStatus", "byTenantService", "byClaimable"}
+        "byTenantShard", "byStatusShard", "byServiceShard", "byClaimable"}
 
 
 def test_stage_config_tool_writes_the_stacks_outputs(stack: dict[str, str], tmp_path: Path) -> None:
@@ -645,6 +645,8 @@ def iam_requirements(service: str, op: str, p: dict[str, Any]) -> list[tuple[str
         if op in ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "Scan"):
             arn = table(p["TableName"])
             return [(f"dynamodb:{op}", f"{arn}/index/{p['IndexName']}" if "IndexName" in p else arn)]
+        if op == "BatchGetItem":  # one GetItem-like action per table read
+            return [("dynamodb:BatchGetItem", table(name)) for name in p["RequestItems"]]
         if op == "TransactWriteItems":  # authorized as its parts (DynamoDB developer guide)
             parts = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
                      "ConditionCheck": "ConditionCheckItem"}

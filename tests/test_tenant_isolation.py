@@ -99,9 +99,11 @@ def test_job_and_run_id_keys_cannot_reach_into_a_longer_tenant_name(env, monkeyp
     (("acme", ""), ("acme#", "")),
 ])
 def test_composite_keys_are_injective(a: tuple[str, str], b: tuple[str, str]) -> None:
-    for key in (store.job_pk, store.run_pk, store.status_index_key, store.service_index_key):
+    for key in (store.job_pk, store.run_pk):
         assert key(*a) != key(*b), key
-    assert store.tenant_index_key(a[0]) != store.tenant_index_key(b[0])
+    for key in (store.status_index_key, store.service_index_key):
+        assert key(*a, 3) != key(*b, 3), key
+    assert store.tenant_index_key(a[0], 3) != store.tenant_index_key(b[0], 3)
     assert tenants.tenant_pk(a[0]) != tenants.tenant_pk(b[0])
 
 
@@ -110,9 +112,9 @@ def test_keys_of_valid_names_are_what_they_were_before():
     before the encoding stay readable without a migration."""
     assert store.job_pk("acme-1_x", "01HZX") == "T#acme-1_x#J#01HZX"
     assert store.run_pk("acme", "batch-7:part.2_x") == "T#acme#R#batch-7:part.2_x"
-    assert store.status_index_key("acme", "queued") == "acme#queued"
-    assert store.service_index_key("acme", "dataload") == "acme#dataload"
-    assert store.tenant_index_key("acme") == "acme"
+    assert store.status_index_key("acme", "queued", 7) == "acme#queued#07"
+    assert store.service_index_key("acme", "dataload", 15) == "acme#dataload#15"
+    assert store.tenant_index_key("acme", 0) == "acme#00"
     assert tenants.tenant_pk("acme") == "TENANT#acme"
 
 
