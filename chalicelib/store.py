@@ -7,10 +7,12 @@ Every state change is a conditional write, which is what makes the worker safe t
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import heapq
 import time
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -198,8 +200,9 @@ class _ShardReader:
     as far as the merge needs (the next entry of each shard decides the order)."""
 
     def __init__(self, db: Any, table: str, index: str, pk: str, now: float,
-                 service: str | None, after: str | None):
-        self._db, self._buffer, self._done, self._read = db, [], False, False
+                 service: str | None, after: str | None) -> None:
+        self._db, self._done, self._read = db, False, False
+        self._buffer: list[str] = []
         names = {"#pk": INDEX_ATTRS[index]}
         values: dict[str, Any] = {":pk": pk, ":now": now}
         condition = "#pk = :pk"
@@ -258,12 +261,14 @@ class JobStore:
         """One page, newest first: the shards of one index merged by job ID (creation order),
         reading a few entries per shard at a time, then the page's jobs by key. `after` (the
         last job ID of the previous page) is a stable cursor: every shard resumes below it."""
-        if status:
-            index, key = INDEX_STATUS, lambda s: status_index_key(tenant, status, s)
-        elif service:
-            index, key = INDEX_SERVICE, lambda s: service_index_key(tenant, service, s)
-        else:
-            index, key = INDEX_ALL, lambda s: tenant_index_key(tenant, s)
+        def key(shard: int) -> str:
+            if status:
+                return status_index_key(tenant, status, shard)
+            if service:
+                return service_index_key(tenant, service, shard)
+            return tenant_index_key(tenant, shard)
+
+        index = INDEX_STATUS if status else INDEX_SERVICE if service else INDEX_ALL
         shards = [_ShardReader(self._db, self._table, index, key(s), now,
                                service if status else None, after)
                   for s in range(LIST_SHARDS)]
@@ -284,19 +289,19 @@ class JobStore:
         jobs = self._get_many(tenant, ids, now)
         return Page(jobs, ids[-1] if more and ids else None)
 
-    def _get_many(self, tenant: str, job_ids: list[str], now: float) -> list[Job]:
+    def _get_many(self, tenant: str, job_ids: Sequence[str], now: float) -> builtins.list[Job]:
         """The jobs by key, in the order given (one BatchGetItem per 100); a job deleted or
         expired since its index entry was read is left out."""
         found: dict[str, Job] = {}
         for start in range(0, len(job_ids), 100):
-            request = {self._table: {"Keys": [self._key(tenant, j) for j in
-                                              job_ids[start:start + 100]]}}
+            request: dict[str, Any] = {self._table: {"Keys": [
+                self._key(tenant, j) for j in job_ids[start:start + 100]]}}
             while request:
                 out = self._db.batch_get_item(RequestItems=request)
                 for item in out.get("Responses", {}).get(self._table, []):
                     job = job_from_item(item)
                     found[job.job_id] = job
-                request = out.get("UnprocessedKeys") or {}
+                request = dict(out.get("UnprocessedKeys") or {})
         return [found[j] for j in job_ids if j in found and not found[j].expired(now)]
 
     def count_active(self, tenant: str, cap: int, now: float) -> int:
