@@ -178,14 +178,16 @@ def test_hop_service_unknown_disabled_and_too_large(env, http):
 
 
 def test_malformed_document_fails_the_job_not_the_request(env, http):
+    env.settings(job_max_attempts=1)  # before the submit: the job takes its limit then
     resp = http.request("POST", "/v1/services/dataload/jobs", body=b"[1, 2",
                         headers={"Content-Type": "application/json"})
+    assert resp.status_code == 202, resp.body
     job_id = body(resp)["jobId"]
-    env.settings(job_max_attempts=1)
-    env.run_queue()
+    assert env.run_queue() == 1
     job = body(http.get(f"/v1/jobs/{job_id}"))
-    assert job["status"] in ("failed", "queued")
+    assert job["status"] == "failed" and job["attempts"] == 1, job
     assert "not valid JSON" in job["error"]["message"]
+    assert env.messages() == []  # nothing left to retry
 
 
 # -- back-pressure --------------------------------------------------------------------------
