@@ -417,3 +417,26 @@ def test_submit_resolves_the_host_and_refuses_a_private_answer(monkeypatch, env,
     assert "resolve" in body(refused)["error"]["details"][0]["msg"]
     accepted = http.post("/v1/jobs", {"service": "echo", "callbackUrl": "https://outside.example/h"})
     assert accepted.status_code == 202, accepted.body
+
+
+# -- a revoked key: cached for 5 s at most, on a clock the test moves -----------------------------
+
+def test_a_revoked_key_works_until_the_cache_expires_then_never(env, monkeypatch):
+    from chalicelib import tenants as tenants_module
+    from chalicelib.errors import ApiError
+    from chalicelib.tenants import TenantStore, key_digest
+
+    now = [500.0]
+    monkeypatch.setattr(tenants_module, "time", types.SimpleNamespace(
+        monotonic=lambda: now[0], time=time.time))
+    other = TenantStore(env.rt.clients.dynamodb, env.rt.settings.table_name)  # 5 s default
+    assert other.authenticate(f"Bearer {KEY_A}").name == TENANT
+    env.rt.clients.dynamodb.delete_item(  # the key's record gone (a revoke, as the admin does)
+        TableName=env.rt.settings.table_name,
+        Key={"pk": {"S": f"KEY#{key_digest(KEY_A)}"}, "sk": {"S": "KEY"}})
+    now[0] += 4.9
+    assert other.authenticate(f"Bearer {KEY_A}").name == TENANT  # still cached
+    now[0] += 0.1
+    with pytest.raises(ApiError) as refused:
+        other.authenticate(f"Bearer {KEY_A}")
+    assert refused.value.status == 401

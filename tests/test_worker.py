@@ -104,6 +104,23 @@ def add_service() -> Iterator[Callable[..., Any]]:
         services.unregister(name)
 
 
+_open_gates: list[Gate] = []
+_threads: list[threading.Thread] = []
+
+
+@pytest.fixture(autouse=True)
+def release_blocked_handlers() -> Iterator[None]:
+    """Whatever a test leaves blocked (it failed before letting its handler go) is let go and
+    waited for here, so no handler thread outlives its test's AWS mock."""
+    yield
+    for gate in _open_gates:
+        gate.go.set()
+    for t in _threads:
+        t.join(30)
+    _open_gates.clear()
+    _threads.clear()
+
+
 class Gate:
     """A handler that blocks until the test lets it go."""
 
@@ -112,6 +129,7 @@ class Gate:
         self.go = threading.Event()
         self.calls = 0
         self.seen_canceled: list[bool] = []
+        _open_gates.append(self)
 
     def wait_started(self) -> None:
         assert self.started.wait(10), "the handler never started"
@@ -121,6 +139,7 @@ def in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
     out: list[Any] = []
     t = threading.Thread(target=lambda: out.append(fn()), daemon=True)
     t.start()
+    _threads.append(t)
     return t, out
 
 
@@ -176,6 +195,8 @@ def test_duplicate_while_the_lease_is_held_is_hidden_not_deleted(env, http, add_
         return {"ok": True}
 
     add_service("gated", handler, timeout_seconds=40)
+    now = time.time()
+    env.rt.worker.clock = lambda: now  # the worker's clock stands still: no wall-clock window
     job_id = submit(http, "gated", {})
     send(env, job_message(job_id))
     first = env.messages(max_n=1)
@@ -189,8 +210,8 @@ def test_duplicate_while_the_lease_is_held_is_hidden_not_deleted(env, http, add_
     assert env.run_queue() == 1
     assert gate.calls == 1
     assert len(retries) == 1
-    lease_left = running.lease_until - time.time()
-    assert lease_left - 2 <= retries[0].seconds <= lease_left + 2  # ~ timeout + margin
+    assert running.lease_until == now + 70  # the service's 40 s + the 30 s margin
+    assert retries[0].seconds == 71  # back just after the lease lapses
     assert retries[0].queue_url == env.queues["jobs"]
     assert env.messages() == []  # hidden, not deleted
     assert counts(env) == (0, 2)
@@ -214,14 +235,15 @@ def test_duplicate_while_the_lease_is_held_is_hidden_not_deleted(env, http, add_
 def test_dead_worker_lease_lapses_and_the_job_is_reclaimed(env, http, retries):
     job_id = submit(http, "echo", {"x": 1})
     now = time.time()
+    env.rt.worker.clock = lambda: now
     env.rt.store.claim(TENANT, job_id, "dead-worker", 5, now)  # ... and it never finishes
 
     assert env.run_queue() == 1  # lease still held: come back later
-    assert [r.seconds for r in retries] in ([5], [6])
+    assert [r.seconds for r in retries] == [6]  # just after its 5 s
     assert job(env, job_id).status == "running"
     assert job(env, job_id).lease_token == "dead-worker"
 
-    env.rt.worker.clock = lambda: time.time() + 10  # the lease lapsed
+    env.rt.worker.clock = lambda: now + 10  # the lease lapsed
     reveal(env, retries[0].receipt_handle)
     assert env.run_queue() == 1
     done = job(env, job_id)
@@ -236,18 +258,18 @@ def test_dead_worker_on_the_last_attempt_fails_the_job(env, http, retries):
     env.settings(job_max_attempts=2)
     job_id = submit(http, "echo", {})
     now = time.time()
-    env.rt.store.claim(TENANT, job_id, "dead-1", 1, now)
-    env.rt.store.claim(TENANT, job_id, "dead-2", 1, now + 5)  # reclaimed, died again
+    env.rt.store.claim(TENANT, job_id, "dead-1", 100, now)
+    env.rt.store.claim(TENANT, job_id, "dead-2", 100, now + 101)  # reclaimed, died again
     assert job(env, job_id).attempts == 2
 
     # Attempts used up but the lease still holds: wait for it, do not fail yet.
-    env.rt.worker.clock = lambda: now + 5.5
+    env.rt.worker.clock = lambda: now + 150.5
     assert env.run_queue() == 1
     assert job(env, job_id).status == "running"
-    assert len(retries) == 1
+    assert [r.seconds for r in retries] == [51]  # just after the lease's end at now + 201
     reveal(env, retries[0].receipt_handle)
 
-    env.rt.worker.clock = lambda: time.time() + 10
+    env.rt.worker.clock = lambda: now + 202
     assert env.run_queue() == 1
     failed = job(env, job_id)
     assert failed.status == "failed"
