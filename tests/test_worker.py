@@ -284,7 +284,7 @@ def test_dead_worker_on_the_last_attempt_fails_the_job(env, http, retries):
 # -- handler failure and retry -------------------------------------------------------------
 
 def test_failed_attempts_are_retried_with_backoff_then_fail(env, http, retries):
-    env.settings(job_retry_base_seconds=5)
+    env.settings(job_retry_base_seconds=100)  # long enough that no retry comes back unasked
     job_id = submit(http, "sleep", {"seconds": 0, "steps": 2, "fail": True})
     max_attempts = env.rt.settings.job_max_attempts
     assert max_attempts == 3
@@ -299,7 +299,7 @@ def test_failed_attempts_are_retried_with_backoff_then_fail(env, http, retries):
         assert env.messages() == []  # hidden for the backoff
         reveal(env, retries[-1].receipt_handle)
     assert env.run_queue() == 1
-    assert [r.seconds for r in retries] == [5, 10]  # base 5 s, doubling (docs/design.md)
+    assert [r.seconds for r in retries] == [100, 200]  # the base, doubling (docs/design.md)
     j = job(env, job_id)
     assert j.status == "failed"
     assert j.error_code == "handler_error"
@@ -324,12 +324,13 @@ def test_success_after_a_failed_attempt_clears_the_error(env, http, add_service,
         return {"ok": len(calls)}
 
     add_service("flaky", flaky)
+    env.settings(job_retry_base_seconds=100)  # long enough that no retry comes back unasked
     job_id = submit(http, "flaky", {}, logLevel=1)
     assert env.run_queue() == 1
     j = job(env, job_id)
     assert (j.status, j.error_code) == ("queued", "handler_error")
     assert "transient trouble" in j.error_message
-    assert retries[0].seconds == env.rt.settings.job_retry_base_seconds
+    assert retries[0].seconds == 100
     reveal(env, retries[0].receipt_handle)
     assert env.run_queue() == 1
     j = job(env, job_id)
@@ -421,13 +422,15 @@ def test_dlq_leaves_a_terminal_job_alone(env, http):
 
 def test_dlq_waits_for_a_running_job_with_a_live_lease(env, http, retries):
     job_id = submit(http, "echo", {})
-    env.rt.store.claim(TENANT, job_id, "live-worker", 100, time.time())
+    now = time.time()
+    env.rt.worker.clock = lambda: now  # no wall-clock window
+    env.rt.store.claim(TENANT, job_id, "live-worker", 100, now)
     send(env, job_message(job_id), "jobs_dlq")
     assert env.run_queue("jobs_dlq") == 1
     j = job(env, job_id)
     assert j.status == "running" and j.lease_token == "live-worker"
     assert counts(env, "jobs_dlq") == (0, 1)  # still there, hidden until the lease ends
-    assert len(retries) == 1 and 99 <= retries[0].seconds <= 101
+    assert [r.seconds for r in retries] == [101]
     assert retries[0].queue_url == env.queues["jobs_dlq"]
 
 
