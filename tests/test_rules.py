@@ -440,3 +440,44 @@ def test_a_revoked_key_works_until_the_cache_expires_then_never(env, monkeypatch
     with pytest.raises(ApiError) as refused:
         other.authenticate(f"Bearer {KEY_A}")
     assert refused.value.status == 401
+
+
+# -- found by `make mutate` ---------------------------------------------------------------------------
+
+def test_a_fixed_schedule_never_waits_less_than_a_second_nor_more_than_its_interval() -> None:
+    assert [webhooks.retry_delay(n, 1, schedule="fixed") for n in (1, 2, 9)] == [1, 1, 1]
+    assert webhooks.retry_delay(3, 0, schedule="fixed") == 1
+    assert webhooks.retry_delay(1, 99_999, schedule="fixed") == 43_200
+
+
+def test_setting_the_callback_state_records_the_error_and_needs_the_expected_state(env):
+    job = put_job(env, status="succeeded", callback_url="https://hooks.example/h",
+                  callback_state="pending")
+    with pytest.raises(Conflict):
+        env.rt.store.set_callback_state(TENANT, job.job_id, "failed", "delivered", error="x")
+    failed = env.rt.store.set_callback_state(TENANT, job.job_id, "failed", "pending",
+                                             error="dead_lettered: gone")
+    assert (failed.callback_state, failed.callback_last_error) == ("failed",
+                                                                  "dead_lettered: gone")
+    stored = env.rt.store.get(TENANT, job.job_id, time.time())
+    assert (stored.callback_state, stored.callback_last_error, stored.status) == (
+        "failed", "dead_lettered: gone", "succeeded")
+    with pytest.raises(Conflict):  # a job that is gone is not recreated by it
+        env.rt.store.set_callback_state(TENANT, "01ARZ3NDEKTSV4RRFFQ69G5FAV", "failed",
+                                        "pending")
+
+
+OWN_PORTS = (("127.0.0.1", 4566), ("10.0.0.9", 80))
+
+
+@pytest.mark.parametrize(("address", "port", "refused"), [
+    ("127.0.0.1", 4566, True), ("::1", 4566, True), ("::ffff:127.0.0.1", 4566, True),
+    ("::127.0.0.1", 4566, True), ("10.0.0.9", 80, True),
+    ("93.184.216.34", 4566, False),          # another host on the same port
+    ("10.0.0.10", 80, False),                # the neighbour of a forbidden address
+    ("2606:4700:4700::1111", 4566, False),   # a global IPv6 address
+    ("127.0.0.1", 4567, False),              # this host, another port
+])
+def test_only_the_deployments_own_endpoints_are_forbidden(address, port, refused) -> None:
+    problem = urls.check_addresses([ipaddress.ip_address(address)], port, True, OWN_PORTS)
+    assert (problem is not None) == refused, problem

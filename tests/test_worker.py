@@ -109,9 +109,10 @@ _threads: list[threading.Thread] = []
 
 
 @pytest.fixture(autouse=True)
-def release_blocked_handlers() -> Iterator[None]:
+def release_blocked_handlers(env: Any) -> Iterator[None]:
     """Whatever a test leaves blocked (it failed before letting its handler go) is let go and
-    waited for here, so no handler thread outlives its test's AWS mock."""
+    waited for here, before its AWS mock ends (hence `env`), so no handler thread outlives
+    it and starves the tests after it."""
     yield
     for gate in _open_gates:
         gate.go.set()
