@@ -96,13 +96,14 @@ def report(seconds: float | None = None) -> dict[str, Any]:
         codes = json.loads(meta.read_text())["exit_code_by_key"]
         mine = {k: v for k, v in codes.items() if selected(k)}
         counts = Counter(status(v) for v in mine.values())
-        survivors = [k for k, v in mine.items() if status(v) != "killed"]
+        survivors = [k for k, v in mine.items() if status(v) not in ("killed", "not checked")]
         tried = sum(n for s, n in counts.items() if s not in ("not checked",))
         equivalent = [k for k in survivors if k in EQUIVALENT]
         score = 100.0 * counts["killed"] / tried if tried else 0.0
         modules[module] = {
             "functions": RULES[module], "mutants": len(mine), "tried": tried,
             "killed": counts["killed"], "survived": counts["survived"],
+            "notChecked": counts["not checked"],  # an interrupted run
             "noTests": counts["no tests"], "other": tried - counts["killed"]
             - counts["survived"] - counts["no tests"],
             "score": round(score, 1),
@@ -114,7 +115,9 @@ def report(seconds: float | None = None) -> dict[str, Any]:
         }
     tried = sum(m["tried"] for m in modules.values())
     killed = sum(m["killed"] for m in modules.values())
+    unchecked = sum(m["notChecked"] for m in modules.values())
     result = {"tool": "mutmut 3.8.1", "target": TARGET, "seconds": seconds,
+              "complete": unchecked == 0, "notChecked": unchecked,
               "total": {"tried": tried, "killed": killed,
                         "score": round(100.0 * killed / tried, 1) if tried else 0.0},
               "modules": modules}
