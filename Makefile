@@ -10,7 +10,7 @@ PYTHON312 := $(shell for p in python3.12 python3.13; do \
     if command -v pyenv >/dev/null 2>&1; then v=$$(pyenv versions --bare 2>/dev/null | grep -E "^$${p#python}(\.[0-9]+)?$$" | tail -1); \
       if [ -n "$$v" ]; then echo "$$(pyenv root)/versions/$$v/bin/$$p"; exit 0; fi; fi; done)
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench mutate clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml client/pyproject.toml
 	@if [ ! -x $(PY) ]; then \
@@ -38,7 +38,13 @@ lint: .venv
 bench: .venv
 	$(PY) -m bench.run
 
+# Mutation testing of the rules (bench/mutation.py): score per module, bench/mutation.json.
+# Not part of `make test` (about 25 minutes on 2 cores).
+mutate: .venv
+	rm -rf mutants
+	$(PY) -m bench.mutation run
+
 clean:
-	rm -rf $(VENV) build .pytest_cache
+	rm -rf $(VENV) build .pytest_cache mutants
 
 include infra/infra.mk

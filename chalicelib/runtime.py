@@ -141,7 +141,7 @@ class Runtime:
             self.dispatcher.retry_later(self.queue_url(record.queue_name),
                                         record.receipt_handle, MAX_VISIBILITY)
             raise Deferred("malformed message parked in the DLQ") from None
-        now = time.time()
+        now = self.worker.clock()
         self._handle(record, lambda _: self.worker.settle(
             self.store.get(msg.tenant, msg.job_id, now), now, "dead_lettered",
             "the job message could not be processed"), self.settings.jobs_dlq_url)

@@ -55,7 +55,7 @@ class RunContext:
         self._vars: dict[str, str] = dict(job.status_vars)
         self._pending: dict[str, Any] = {}
         self._last_write = 0.0
-        self._last_check = time.monotonic()
+        self._last_check = runner.ticks()
         self._canceled = False
         self.latest_progress: dict[str, Any] = {}
         # Closed once the attempt ended without the handler (its deadline passed): from then
@@ -101,21 +101,22 @@ class RunContext:
 
     @property
     def canceled(self) -> bool:
-        if self.closed or time.monotonic() >= self._deadline:
+        now = self._runner.ticks()
+        if self.closed or now >= self._deadline:
             return True
-        if not self._canceled and time.monotonic() - self._last_check >= CANCEL_CHECK_INTERVAL:
-            self._last_check = time.monotonic()
+        if not self._canceled and now - self._last_check >= CANCEL_CHECK_INTERVAL:
+            self._last_check = now
             job = self._runner.store.get(self._job.tenant, self._job.job_id, self._runner.clock(),
                                          consistent=False)
             self._canceled = job is None or job.status != RUNNING or job.lease_token != self._token
         return self._canceled
 
     def remaining_seconds(self) -> float:
-        return max(0.0, self._deadline - time.monotonic())
+        return max(0.0, self._deadline - self._runner.ticks())
 
     def _flush(self, force: bool = False) -> None:
         """Progress writes are throttled to about one a second."""
-        now = time.monotonic()
+        now = self._runner.ticks()
         if not self._pending or (not force and now - self._last_write < PROGRESS_INTERVAL):
             return
         values = {k: v for k, v in self._pending.items() if v is not None}
@@ -137,10 +138,13 @@ class Worker:
         self, store: JobStorePort, blobs: BlobPort, dispatcher: QueuePort, settings: Settings,
         view: JobView, clock: Callable[[], float] = time.time,
         after_end: Callable[..., None] | None = None,
+        ticks: Callable[[], float] = time.monotonic,
     ):
         self.store, self.blobs, self.dispatcher, self.settings = store, blobs, dispatcher, settings
         self.view = view
         self.clock = clock
+        # The monotonic clock of deadlines and throttles (tests move it by hand).
+        self.ticks = ticks
         self.after_end = after_end or (lambda job, fresh=True: None)
 
     def process(self, body: str,
@@ -183,7 +187,7 @@ class Worker:
             self._end(job, token, FAILED, {"errorCode": "unknown_service",
                                            "errorMessage": f"service {job.service!r} is gone"})
             return
-        deadline = time.monotonic() + min(float(service.timeout_seconds), time_left)
+        deadline = self.ticks() + min(float(service.timeout_seconds), time_left)
         self._run(job, service, token, deadline)
 
     def settle(self, job: Job | None, now: float, code: str = "attempts_exhausted",
@@ -268,11 +272,12 @@ class Worker:
                 self.blobs.delete(key)
             return stored
 
-        outcome = call_with_deadline(attempt, deadline, on_timeout=ctx.close, name=job.job_id)
+        outcome = call_with_deadline(attempt, deadline, on_timeout=ctx.close, name=job.job_id,
+                                     clock=self.ticks)
         error = outcome.error
         # An error the handler raised at or after its deadline (often the TimedOut of a
         # refused ctx call, or `if ctx.canceled: raise Canceled()`) is the timeout too.
-        late = isinstance(error, Exception) and time.monotonic() >= deadline \
+        late = isinstance(error, Exception) and self.ticks() >= deadline \
             and self._still_ours(job, token)
         if outcome.timed_out or late:
             self.blobs.delete(key)

@@ -92,6 +92,18 @@ class Env:
         return seen
 
 
+STALL_RECEIVES = float(os.environ.get("JOBGATE_TEST_STALL_RECEIVES") or 0)
+
+
+def stall_receives(sqs: Any, seconds: float) -> None:
+    """Make every SQS receive take `seconds` longer, as on a loaded CI machine: a test that
+    depends on wall-clock timing fails under it (JOBGATE_TEST_STALL_RECEIVES=2.5)."""
+    import time
+
+    sqs.meta.events.register("before-call.sqs.ReceiveMessage",
+                             lambda **_: time.sleep(seconds), unique_id="test-stall-receives")
+
+
 @pytest.fixture
 def env() -> Iterator[Env]:
     from moto import mock_aws
@@ -105,6 +117,8 @@ def env() -> Iterator[Env]:
             create_clients("us-east-1"), "jobgate-test", "us-east-1",
             [("acme", KEY_A, SECRET_A), ("bobco", KEY_B, SECRET_B)],
             {"JOBGATE_ALLOW_PRIVATE_CALLBACKS": "true"}, jobs_visibility=30)
+        if STALL_RECEIVES:
+            stall_receives(rt.clients.sqs, STALL_RECEIVES)
         queues = {"jobs": names["JOBGATE_JOBS_QUEUE_URL"], "jobs_dlq": names["JOBGATE_JOBS_DLQ_URL"],
                   "callbacks": names["JOBGATE_CALLBACKS_QUEUE_URL"],
                   "callbacks_dlq": names["JOBGATE_CALLBACKS_DLQ_URL"]}

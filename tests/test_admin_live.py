@@ -64,9 +64,11 @@ def test_runner_on_an_external_endpoint_and_live_revocation(moto_endpoint):
         keys = json.loads(admin(moto_endpoint, "list-keys", "liveco").stdout)["keys"]
         revoked = admin(moto_endpoint, "revoke-key", "liveco", keys[0]["key_id"])
         assert revoked.returncode == 0, revoked.stderr
-        deadline = time.time() + 8  # the runner caches a key for at most 5 s
+        # The runner caches a key for at most 5 s (tests/test_rules.py checks that on a
+        # clock it moves); here, on the wall clock, only "it stops working" is asserted.
+        deadline = time.time() + 60
         while requests.get(f"{runner.url}/v1/jobs", headers=auth, timeout=5).status_code != 401:
-            assert time.time() < deadline, "a revoked key still works after the cache time"
+            assert time.time() < deadline, "a revoked key still works a minute later"
             time.sleep(0.5)
         entries = json.loads(admin(moto_endpoint, "audit-log", "liveco").stdout)["entries"]
         assert [e["action"] for e in entries] == ["tenant.create", "key.issue", "key.revoke"]

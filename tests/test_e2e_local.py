@@ -35,7 +35,8 @@ def test_health_and_auth(runner: LiveRunner) -> None:
 
 def test_sleep_job_progress_result_and_download(runner: LiveRunner) -> None:
     resp = requests.post(f"{runner.url}/v1/jobs", headers=auth(runner), timeout=10, json={
-        "service": "sleep", "input": {"seconds": 3, "steps": 6, "result": {"hello": "e2e"}}})
+        "service": "sleep", "input": {"seconds": 3, "steps": 6, "result": {"hello": "e2e"}},
+        "logLevel": 3})
     assert resp.status_code == 202, resp.text
     job = resp.json()
     job_id = job["jobId"]
@@ -44,7 +45,7 @@ def test_sleep_job_progress_result_and_download(runner: LiveRunner) -> None:
 
     seen: list[float] = []
     statuses: list[str] = []
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 120  # a safety net only: the job takes 3 s
     while time.monotonic() < deadline:
         job = requests.get(f"{runner.url}/v1/jobs/{job_id}", headers=auth(runner), timeout=5).json()
         statuses.append(job["status"])
@@ -56,10 +57,13 @@ def test_sleep_job_progress_result_and_download(runner: LiveRunner) -> None:
             break
         time.sleep(0.15)
     assert job["status"] == "succeeded", (job, runner.log())
-    assert "running" in statuses
-    assert len(seen) >= 2, seen
-    assert seen == sorted(seen) and seen[-1] > seen[0], seen
-    assert 0 < seen[0] < 100
+    # Whatever progress the polls caught went up (how many values they catch depends on the
+    # machine's load: the assertions that matter are on what the job recorded).
+    assert seen == sorted(seen) and all(0 < p < 100 for p in seen), seen
+    assert statuses[-1] == "succeeded" and set(statuses) <= {"queued", "running", "succeeded"}
+    log = requests.get(f"{runner.url}/v1/jobs/{job_id}/log", headers=auth(runner), timeout=5).text
+    steps = [ln.rsplit("] ", 1)[1] for ln in log.splitlines() if "] step " in ln]
+    assert steps == [f"step {i} done" for i in range(1, 7)], log
     assert job["progress"]["percent"] == 100.0
     assert job["variables"] == {"STEP": "6"}
     assert job["attempts"] == 1
@@ -87,9 +91,9 @@ def test_zz_sigterm_stops_cleanly(runner: LiveRunner) -> None:
     assert runner.proc.poll() is None
     runner.proc.send_signal(signal.SIGTERM)
     try:
-        code = runner.proc.wait(10)
+        code = runner.proc.wait(60)  # it stops in about a second; 60 s only bounds a hang
     except subprocess.TimeoutExpired:
-        pytest.fail(f"the runner did not stop within 10 s of SIGTERM:\n{runner.log()}")
+        pytest.fail(f"the runner did not stop within 60 s of SIGTERM:\n{runner.log()}")
     assert code == 0, runner.log()
     assert "stopping" in runner.log()
 

@@ -190,6 +190,12 @@ def test_import_is_light() -> None:
 
 # -- real answers match the document ---------------------------------------------------------
 
+def conflict(data: Any, resp: Any) -> bool:
+    """The answer was the documented 409 with our error body."""
+    assert resp.status_code == 409, (resp.status_code, resp.body)
+    return bool(data["error"]["code"])
+
+
 class Contract:
     def __init__(self, doc: dict[str, Any]):
         self.doc = doc
@@ -227,10 +233,11 @@ def test_answers_match_the_document(env: Any, http: Any, doc: dict[str, Any]) ->
     assert job["status"] == "queued"
     replay = http.post("/v1/jobs", {"service": "echo", "input": {"a": 1}, "runId": "contract-1"})
     assert c.check("post", "/v1/jobs", replay)["jobId"] == job_id and replay.status_code == 200
-    c.check("post", "/v1/jobs", http.post("/v1/jobs", {"service": "echo", "input": {"a": 2},
-                                                       "runId": "contract-1"}))  # 409
+    reused = http.post("/v1/jobs", {"service": "echo", "input": {"a": 2}, "runId": "contract-1"})
+    assert conflict(c.check("post", "/v1/jobs", reused), reused)
     c.check("get", "/v1/jobs/{jobId}", http.get(f"/v1/jobs/{job_id}"))
-    c.check("delete", "/v1/jobs/{jobId}", http.delete(f"/v1/jobs/{job_id}"))  # 409: not finished
+    early = http.delete(f"/v1/jobs/{job_id}")  # not finished
+    assert conflict(c.check("delete", "/v1/jobs/{jobId}", early), early)
     env.run_queue()
     done = c.check("get", "/v1/jobs/{jobId}", http.get(f"/v1/jobs/{job_id}"))
     assert done["status"] == "succeeded"
@@ -238,9 +245,13 @@ def test_answers_match_the_document(env: Any, http: Any, doc: dict[str, Any]) ->
     c.check("get", "/v1/jobs/{jobId}/result", http.get(f"/v1/jobs/{job_id}/result"))
     c.check("get", "/v1/jobs/{jobId}/log", http.get(f"/v1/jobs/{job_id}/log"))
     c.check("get", "/v1/jobs/{jobId}/deliveries", http.get(f"/v1/jobs/{job_id}/deliveries"))
-    c.check("post", "/v1/jobs/{jobId}/deliveries", http.post(f"/v1/jobs/{job_id}/deliveries"))  # 409
-    c.check("post", "/v1/jobs/{jobId}/cancel", http.post(f"/v1/jobs/{job_id}/cancel"))  # 409
-    c.check("delete", "/v1/jobs/{jobId}", http.delete(f"/v1/jobs/{job_id}"))  # 204
+    redeliver = http.post(f"/v1/jobs/{job_id}/deliveries")  # the job has no webhook
+    assert conflict(c.check("post", "/v1/jobs/{jobId}/deliveries", redeliver), redeliver)
+    late = http.post(f"/v1/jobs/{job_id}/cancel")  # already succeeded
+    assert conflict(c.check("post", "/v1/jobs/{jobId}/cancel", late), late)
+    gone = http.delete(f"/v1/jobs/{job_id}")
+    c.check("delete", "/v1/jobs/{jobId}", gone)
+    assert gone.status_code == 204
 
     queued = c.check("post", "/v1/jobs", http.post("/v1/jobs", {"service": "sleep"}))
     c.check("post", "/v1/jobs/{jobId}/cancel", http.post(f"/v1/jobs/{queued['jobId']}/cancel"))

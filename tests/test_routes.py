@@ -85,9 +85,7 @@ class Clock:
 
 def install_clock(env: Any, clock: Clock) -> None:
     env.rt.api.clock = clock
-    view = getattr(env.rt.api, "view", None)
-    if view is not None and hasattr(view, "clock"):
-        view.clock = clock  # the resource's resultUrl is minted there
+    env.rt.api.view.clock = clock  # the resource's resultUrl is minted there
 
 
 def expires_param(url: str) -> int:
@@ -291,7 +289,8 @@ def test_bearer_and_basic_with_the_right_tenant_are_accepted(env, http):
 
 def test_every_route_requires_credentials(env, http):
     job_id = submit(http)["jobId"]  # a real job: auth comes before the lookup
-    routes = [("GET", "/v1/jobs"), ("POST", "/v1/jobs"), ("GET", "/v1/services")] + [
+    routes = [("GET", "/v1/jobs"), ("POST", "/v1/jobs"), ("GET", "/v1/services"),
+              ("POST", "/v1/services/echo/jobs"), ("POST", "/v1/services/nope/jobs")] + [
         (m, f"/v1/jobs/{j}{s}") for j in (UNKNOWN_ID, job_id) for m, s in JOB_ROUTES]
     each(routes, lambda method, path: error_of(http.request(method, path, key=None), 401, "unauthorized"))
     each(routes, lambda method, path: error_of(http.request(method, path, key="nope"), 401, "unauthorized"))
@@ -303,7 +302,8 @@ def test_health_needs_no_credentials(env, http):
     assert resp.status_code == 200 and body(resp) == {"status": "ok"}
 
 
-JOB_ROUTES = [("GET", ""), ("DELETE", ""), ("POST", "/cancel"), ("GET", "/result"), ("GET", "/log")]
+JOB_ROUTES = [("GET", ""), ("DELETE", ""), ("POST", "/cancel"), ("GET", "/result"), ("GET", "/log"),
+              ("GET", "/deliveries"), ("POST", "/deliveries")]
 
 
 def test_unknown_job_is_404(env, http):
@@ -313,6 +313,10 @@ def test_unknown_job_is_404(env, http):
 
 def test_another_tenants_job_is_404_exactly_like_an_unknown_one(env, http):
     done = finished(env, http)["jobId"]  # a finished one too: DELETE and result would succeed
+    # and one whose webhook failed: its owner may ask for a redelivery (POST /deliveries)
+    hooked = finished(env, http, callbackUrl="http://127.0.0.1:9/h")["jobId"]
+    env.rt.clients.sqs.purge_queue(QueueUrl=env.queues["callbacks"])
+    env.rt.store.set_callback_state(TENANT, hooked, "failed", "pending", error="HTTP 500")
     queued = submit(http)["jobId"]
 
     def check(method: str, suffix: str, job_id: str) -> None:
@@ -320,11 +324,24 @@ def test_another_tenants_job_is_404_exactly_like_an_unknown_one(env, http):
         unknown = http.request(method, f"/v1/jobs/{UNKNOWN_ID}{suffix}", key=KEY_B)
         assert error_of(theirs, 404) == error_of(unknown, 404)
 
-    each([(m, s, j) for m, s in JOB_ROUTES for j in (queued, done)], check)
+    each([(m, s, j) for m, s in JOB_ROUTES for j in (queued, done, hooked)], check)
     # and nothing happened to acme's jobs
     assert body(http.get(f"/v1/jobs/{queued}"))["status"] == "queued"
     assert body(http.get(f"/v1/jobs/{done}"))["status"] == "succeeded"
     assert http.get(f"/v1/jobs/{done}/result").status_code == 303
+    assert body(http.get(f"/v1/jobs/{hooked}"))["callback"]["state"] == "failed"
+    assert env.messages("callbacks") == []  # no redelivery was queued for bobco
+    assert http.post(f"/v1/jobs/{hooked}/deliveries").status_code == 202  # the owner can
+
+
+def test_a_document_submit_never_replays_another_tenants_run(env, http):
+    mine = http.request("POST", "/v1/services/echo/jobs?runId=r-shared", body=b"acme's",
+                        headers={"Content-Type": "text/plain"})
+    theirs = http.request("POST", "/v1/services/echo/jobs?runId=r-shared", body=b"acme's",
+                          headers={"Content-Type": "text/plain"}, key=KEY_B)
+    assert mine.status_code == theirs.status_code == 202, (mine.body, theirs.body)
+    assert body(mine)["jobId"] != body(theirs)["jobId"]
+    error_of(http.get(f"/v1/jobs/{body(mine)['jobId']}", key=KEY_B), 404, "not_found")
 
 
 def test_another_tenants_jobs_are_not_listed(env, http):
@@ -641,6 +658,26 @@ def test_paging_visits_every_job_exactly_once(env, http, limit):
     assert len(pages) == math.ceil(7 / limit)
 
 
+def test_a_cursor_is_a_position_not_an_offset(env, http):
+    """Jobs submitted, deleted and canceled between two pages shift every offset; the next
+    page still starts right after the last job seen, with nothing repeated or skipped."""
+    t0 = time.time()
+    ids = _submit_spaced(env, http, 6, t0)  # newest first: ids[5] .. ids[0]
+    first = body(http.get("/v1/jobs?limit=3"))
+    assert [j["jobId"] for j in first["jobs"]] == [ids[5], ids[4], ids[3]]
+    newer = _submit_spaced(env, http, 2, t0 + 100)  # two more at the head of the list
+    assert http.post(f"/v1/jobs/{ids[4]}/cancel").status_code == 200  # one seen, one unseen
+    assert http.post(f"/v1/jobs/{ids[1]}/cancel").status_code == 200
+    assert http.post(f"/v1/jobs/{ids[5]}/cancel").status_code == 200
+    assert http.delete(f"/v1/jobs/{ids[5]}").status_code == 204  # a seen job is gone
+    rest = body(http.get(f"/v1/jobs?limit=3&cursor={first['nextCursor']}"))
+    assert [j["jobId"] for j in rest["jobs"]] == [ids[2], ids[1], ids[0]]
+    assert rest["nextCursor"] is None or body(http.get(
+        f"/v1/jobs?limit=3&cursor={rest['nextCursor']}"))["jobs"] == []
+    assert _walk(http, "limit=100") == [[newer[1], newer[0], ids[4], ids[3], ids[2], ids[1],
+                                        ids[0]]]
+
+
 def test_filters_by_status_and_service_with_paging(env, http):
     t0 = time.time()
     echo = _submit_spaced(env, http, 4, t0)
@@ -810,15 +847,50 @@ def test_a_log_over_the_inline_limit_is_kept_in_s3_and_still_served(env, http):
     assert len(lines) == 1000 and lines[-1].endswith("step 1000 done")
 
 
-def test_a_log_over_1_mb_answers_303_to_a_presigned_url(env, http):
-    job_id = finished(env, http, "sleep", {"seconds": 0, "steps": 1000}, logLevel=3)["jobId"]
-    key = record(env, job_id).log_key
-    env.rt.store.update_fields(TENANT, job_id, {"logSize": 2 * 1024 * 1024})
+MIB = 1024 * 1024
+
+
+@pytest.fixture
+def padded_log() -> Any:
+    """A service whose log is exactly `input.size` bytes: the handler pads its own lines,
+    knowing the worker's last line ("succeeded") comes after them."""
+    from chalicelib import services
+    from chalicelib.services import Service
+
+    def handler(data: Any, ctx: Any) -> Any:
+        prefix = len(ctx.lines[0].split("] ", 1)[0]) + 2  # "<stamp> [low] "
+        last = prefix + len("succeeded") + 1
+
+        def size() -> int:
+            return sum(len(line) + 1 for line in ctx.lines)
+
+        while size() + (prefix + 1000 + 1) + (prefix + 1 + 1) + last <= data["size"]:
+            ctx.log("x" * 1000)
+        ctx.log("y" * (data["size"] - size() - prefix - 1 - last))
+        return {}
+
+    services.get("echo")
+    services.register(Service(name="padded-log", handler=handler, description="test"))
+    yield
+    services.unregister("padded-log")
+
+
+@pytest.mark.parametrize("size", [MIB, MIB + 1])
+def test_a_log_over_1_mb_answers_303_to_a_presigned_url(env, http, padded_log, size):
+    """At 1 MiB the log is served; one byte more and the answer is a 303 to S3."""
+    job_id = finished(env, http, "padded-log", {"size": size})["jobId"]
+    rec = record(env, job_id)
+    assert rec.log_size == size and rec.log_key
     resp = http.get(f"/v1/jobs/{job_id}/log")
+    if size == MIB:
+        text = _log(http, job_id)
+        assert len(text.encode()) == MIB and text.rstrip("\n").endswith("] succeeded")
+        return
     assert resp.status_code == 303
     url = resp.headers["Location"]
-    assert unquote(urlsplit(url).path).endswith(key)
+    assert unquote(urlsplit(url).path).endswith(rec.log_key)
     assert 1 <= expires_param(url) <= env.rt.settings.presign_max_seconds
+    assert len(env.rt.blobs.get(rec.log_key)) == MIB + 1  # what the URL serves
 
 
 # -- delete --------------------------------------------------------------------------------

@@ -489,8 +489,6 @@ def test_forget_removes_the_job_and_its_run_id(env):
 
 def test_count_active_counts_queued_and_running_up_to_the_cap(env):
     store = env.rt.store
-    if not hasattr(store, "count_active"):
-        pytest.skip("no count_active in this store")
     jobs = [created(env, T0 + i) for i in range(6)]
     store.claim(TENANT, jobs[0].job_id, "tok", 60, T0)
     cancel(store, TENANT, jobs[1].job_id, T0)

@@ -27,9 +27,11 @@ class Outcome:
 
 def call_with_deadline(fn: Callable[[], Any], deadline: float,
                        on_timeout: Callable[[], None] = lambda: None,
-                       name: str = "handler") -> Outcome:
+                       name: str = "handler",
+                       clock: Callable[[], float] = time.monotonic) -> Outcome:
     """`fn()` in a daemon thread; its value or exception, or `timed_out` once the monotonic
-    `deadline` passes (then `on_timeout` runs first, while the thread may still be going).
+    `deadline` (read on `clock`) passes (then `on_timeout` runs first, while the thread may
+    still be going).
     The thread keeps the caller's context variables (telemetry fields)."""
     outcome = Outcome()
     ctx = contextvars.copy_context()
@@ -42,7 +44,7 @@ def call_with_deadline(fn: Callable[[], Any], deadline: float,
 
     thread = threading.Thread(target=target, name=f"{name}-attempt", daemon=True)
     thread.start()
-    thread.join(max(0.0, deadline - time.monotonic()))
+    thread.join(max(0.0, deadline - clock()))
     if thread.is_alive():
         on_timeout()
         return Outcome(timed_out=True)
