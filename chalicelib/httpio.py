@@ -131,12 +131,17 @@ def parse_submit_body(request: Request, max_bytes: int) -> dict[str, Any]:
     if kind != JSON and not kind.endswith("+json"):
         raise ApiError(415, "unsupported_media_type",
                        f"send {JSON} or {XML}, not {kind!r}")
+    return json_object(raw)
+
+
+def json_object(raw: bytes, what: str = "a JSON object") -> dict[str, Any]:
+    """A JSON body that must be one object, not nested past MAX_BODY_DEPTH (400 otherwise)."""
     try:
         data = json.loads(raw or b"null")
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise bad_request(f"malformed JSON: {exc}", "malformed_body") from None
     if not isinstance(data, dict):
-        raise bad_request("the body must be a JSON object", "malformed_body")
+        raise bad_request(f"the body must be {what}", "malformed_body")
     if nested_deeper(data, MAX_BODY_DEPTH):
         raise bad_request(f"JSON nested deeper than {MAX_BODY_DEPTH} levels", "malformed_body")
     return data

@@ -853,13 +853,14 @@ MIB = 1024 * 1024
 @pytest.fixture
 def padded_log() -> Any:
     """A service whose log is exactly `input.size` bytes: the handler pads its own lines,
-    knowing the worker's last line ("succeeded") comes after them."""
+    knowing the worker's last line ("succeeded") comes after them and the stored log opens
+    with the attempt's header (the first of one attempt)."""
     from chalicelib import services
     from chalicelib.services import Service
 
     def handler(data: Any, ctx: Any) -> Any:
         prefix = len(ctx.lines[0].split("] ", 1)[0]) + 2  # "<stamp> [low] "
-        last = prefix + len("succeeded") + 1
+        last = prefix + len("succeeded") + 1 + len("--- attempt 1 of 1 ---\n")
 
         def size() -> int:
             return sum(len(line) + 1 for line in ctx.lines)
@@ -870,7 +871,8 @@ def padded_log() -> Any:
         return {}
 
     services.get("echo")
-    services.register(Service(name="padded-log", handler=handler, description="test"))
+    services.register(Service(name="padded-log", handler=handler, description="test",
+                              max_attempts=1))
     yield
     services.unregister("padded-log")
 

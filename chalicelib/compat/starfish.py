@@ -15,7 +15,7 @@ from chalice.app import Request, Response
 
 from .. import xmlcodec
 from ..errors import ApiError, bad_request, validation_error
-from ..httpio import base_url, media_type, raw_body, wants_xml
+from ..httpio import base_url, json_object, media_type, raw_body, wants_xml
 from ..tenants import Tenant
 
 if TYPE_CHECKING:
@@ -40,13 +40,7 @@ def parse_body(request: Request) -> dict[str, Any]:
         raise ApiError(413, "payload_too_large", f"body exceeds {MAX_BODY} bytes")
     kind = media_type(request) or JSON_TYPES[0]
     if kind in JSON_TYPES or kind.endswith("+json"):
-        try:
-            data = json.loads(raw or b"null")
-        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-            raise bad_request(f"malformed JSON: {exc}", "malformed_body") from None
-        if not isinstance(data, dict):
-            raise bad_request("the body must be an execJobAsyncRequest object", "malformed_body")
-        return data
+        return json_object(raw, "an execJobAsyncRequest object")
     if kind in XML_TYPES:
         return _parse_xml(raw)
     if kind == FORM:
