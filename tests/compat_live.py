@@ -54,12 +54,26 @@ def compat() -> Iterator[Compat]:
     (Guidewire's tutorial user, password `gw`), `shopco` (Shoptet webhooks), `bawco` (BAW:
     fixed retries, outputs body) and `starco` (a Starfish jobID mapping). Every policy is
     set before the first request, so no tenant cache holds an older one."""
-    from moto.server import ThreadedMotoServer
+    # A moto server in a process of its own: an in-process one shares moto's global backends
+    # with the `mock_aws` of the other test modules, which wipes them (tenants, tables, queues)
+    # whenever one of those tests ends, and every later compatibility test failed.
+    import socket
+    import sys
+    import time
 
     port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                               str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert server.poll() is None, "the moto server exited"
+            assert time.monotonic() < deadline, "the moto server did not start"
+            time.sleep(0.1)
     try:
         with live_runner(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="testing",
                          AWS_SECRET_ACCESS_KEY="testing") as runner:
@@ -74,4 +88,9 @@ def compat() -> Iterator[Compat]:
             c.create("starco", "--starfish-job", "Nightly Load=echo")
             yield c
     finally:
-        server.stop()
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(10)
