@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import heapq
+import os
 import time
 import zlib
 from collections.abc import Sequence
@@ -44,7 +45,11 @@ INDEX_PROJECTED = ("expiresAt", "service")
 # Partitions per listing index and tenant: 5,000 submits/s and 5,000 ends/s of one tenant
 # write at most 10,000 entries/s to one index (a status change is a delete and a put),
 # 625/s a shard, under DynamoDB's 1,000 WCU/s per partition (tests/test_store.py).
-LIST_SHARDS = 16
+# A deployment constant (changing it on a stage with jobs needs the backfill of
+# infra/README.md). The local runner uses 2: moto evaluates every index query against the
+# whole table, so 16 shard queries per page made a local listing of thousands of jobs crawl,
+# and a laptop never needs the write spread.
+LIST_SHARDS = int(os.environ.get("JOBGATE_LIST_SHARDS") or 16)
 # Index entries the first query of each shard reads (then one at a time, as the merge needs
 # them): a page of 20 over 16 shards evaluates ~40 entries on average, 60 items with its jobs.
 LIST_CHUNK = 2

@@ -80,6 +80,9 @@ class LocalService:
         region = env.setdefault("AWS_DEFAULT_REGION", env.get("AWS_REGION") or "us-east-1")
         env.setdefault("JOBGATE_ALLOW_PRIVATE_CALLBACKS", "true")
         env.setdefault("JOBGATE_STAGE", "local")
+        # Before chalicelib.store is imported (it reads it once): moto evaluates every index
+        # query against the whole table, so fewer listing shards keep local listings quick.
+        env.setdefault("JOBGATE_LIST_SHARDS", "2")
         env.setdefault("JOBGATE_PUBLIC_URL", f"http://127.0.0.1:{port}")  # links: never Host
         endpoint = env.get("AWS_ENDPOINT_URL")
         if not endpoint:
