@@ -168,3 +168,22 @@ class Http:
 
 def body(resp: Any) -> Any:
     return json.loads(resp.body) if resp.body else None
+
+
+@pytest.fixture
+def add_service() -> Iterator[Any]:
+    """Register test-only services; they are removed again after the test."""
+    from chalicelib import services
+    from chalicelib.services import Service
+
+    services.discover()  # the built-ins first
+    added: list[str] = []
+
+    def add(name: str, handler: Any, **kw: Any) -> Any:
+        kw.setdefault("timeout_seconds", 30)
+        added.append(name)
+        return services.register(Service(name=name, handler=handler, description="test", **kw))
+
+    yield add
+    for name in added:
+        services.unregister(name)

@@ -49,24 +49,6 @@ def services_dir(tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.fixture
-def add_service() -> Iterator[Callable[..., Any]]:
-    from chalicelib import services
-    from chalicelib.services import Service
-
-    services.discover()
-    added: list[str] = []
-
-    def add(name: str, handler: Callable[[Any, Any], Any], **kw: Any) -> Any:
-        kw.setdefault("timeout_seconds", 30)
-        added.append(name)
-        return services.register(Service(name=name, handler=handler, description="test", **kw))
-
-    yield add
-    for name in added:
-        services.unregister(name)
-
-
-@pytest.fixture
 def retries(env: Any, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
     """(receipt handle, seconds) of every Dispatcher.retry_later (the real call still runs)."""
     calls: list[tuple[str, int]] = []

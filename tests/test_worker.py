@@ -85,25 +85,6 @@ def retries(env: Any, monkeypatch: pytest.MonkeyPatch) -> list[RetryCall]:
     return calls
 
 
-@pytest.fixture
-def add_service() -> Iterator[Callable[..., Any]]:
-    """Register test-only services; they are removed again after the test."""
-    from chalicelib import services
-    from chalicelib.services import Service
-
-    services.get("echo")  # load the built-ins first
-    added: list[str] = []
-
-    def add(name: str, handler: Callable[[Any, Any], Any], **kw: Any) -> Any:
-        kw.setdefault("timeout_seconds", 30)
-        added.append(name)
-        return services.register(Service(name=name, handler=handler, description="test", **kw))
-
-    yield add
-    for name in added:
-        services.unregister(name)
-
-
 _open_gates: list[Gate] = []
 _threads: list[threading.Thread] = []
 
