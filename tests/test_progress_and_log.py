@@ -25,12 +25,11 @@ def submit(http: Any, service: str, data: Any = None, **extra: Any) -> str:
 
 
 @pytest.fixture
-def fake_time(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+def fake_time(env: Any, monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """A monotonic clock that only `sleep` moves: the worker's progress throttle and the
     sleep service see the same time, so which write is throttled is decided, not raced."""
     import time
 
-    from chalicelib import worker
     from chalicelib.services import sleep
 
     now = [1000.0]
@@ -38,8 +37,7 @@ def fake_time(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     def advance(seconds: float) -> None:
         now[0] += seconds
 
-    monkeypatch.setattr(worker, "time", types.SimpleNamespace(
-        monotonic=lambda: now[0], time=time.time, sleep=advance))
+    monkeypatch.setattr(env.rt.worker, "ticks", lambda: now[0])
     monkeypatch.setattr(sleep, "time", types.SimpleNamespace(
         monotonic=lambda: now[0], time=time.time, sleep=advance))
     return now

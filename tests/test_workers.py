@@ -87,8 +87,17 @@ def error_code(resp: Any) -> str:
 
 
 def s3_object(env: Any, url: str) -> bytes:
+    """The object behind a presigned URL (contentUrl)."""
     bucket, _, key = urlsplit(url).path.lstrip("/").partition("/")
     return env.rt.clients.s3.get_object(Bucket=bucket, Key=unquote(key))["Body"].read()
+
+
+def result_bytes(env: Any, http: Any, resource: dict[str, Any]) -> bytes:
+    """The result a client downloads: our resultUrl link, then the presigned URL it
+    redirects to."""
+    link = http.get(urlsplit(resource["resultUrl"]).path, key=None)
+    assert link.status_code == 303, link.body
+    return s3_object(env, link.headers["Location"])
 
 
 def job_record(rt: Any, job_id: str, body_: str | None = None, receives: int = 1) -> Record:
@@ -147,7 +156,7 @@ def test_claim_heartbeat_progress_and_inline_complete(env, http, clock):
     final = job(http, job_id)
     assert final["status"] == "succeeded" and final["progress"]["percent"] == 100.0
     assert final["resultType"] == "application/json" and final["duration"] == 40.0
-    assert json.loads(s3_object(env, final["resultUrl"])) == {"rows": 3}
+    assert json.loads(result_bytes(env, http, final)) == {"rows": 3}
     log = http.get(f"/v1/jobs/{job_id}/log").body
     log = log.decode() if isinstance(log, bytes) else log
     assert "step 1 done" in log and "finished" in log
@@ -171,7 +180,7 @@ def test_a_result_uploaded_to_the_presigned_url(env, http, clock):
     final = job(http, job_id)
     assert final["status"] == "succeeded"
     assert (final["resultType"], final["resultSize"]) == ("text/csv", 8)
-    assert s3_object(env, final["resultUrl"]) == b"a,b\n1,2\n"
+    assert result_bytes(env, http, final) == b"a,b\n1,2\n"
 
 
 def test_an_inline_result_over_256_kb_is_refused(env, http, clock):
@@ -289,7 +298,7 @@ def test_a_lapsed_lease_is_taken_over_and_the_first_workers_result_refused(env, 
     done = report(http, job_id, "complete", second["leaseToken"], result={"by": 2})
     assert done.status_code == 200
     final = job(http, job_id)
-    assert final["status"] == "succeeded" and json.loads(s3_object(env, final["resultUrl"])) \
+    assert final["status"] == "succeeded" and json.loads(result_bytes(env, http, final)) \
         == {"by": 2}
 
 
@@ -490,7 +499,7 @@ def test_a_worker_jobs_webhook_fires_and_its_chain_continues(env, http, clock):
     env.run_queue()  # the chain's next job runs in the job Lambda
     nxt = job(http, first["next"])
     assert nxt["status"] == "succeeded" and nxt["previous"] == job_id
-    assert json.loads(s3_object(env, nxt["resultUrl"])) == {}  # echo of its own input
+    assert json.loads(result_bytes(env, http, nxt)) == {}  # echo of its own input
 
 
 def test_a_chain_step_on_a_worker_service_waits_for_a_claim(env, http, clock):
