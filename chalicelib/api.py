@@ -12,25 +12,26 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from . import services, telemetry
-from .blobs import content_key
-from .capacity import holds_place
+from .attributes import apply
 from .errors import ApiError, bad_request, conflict, not_found, validation_error
 from .ids import is_job_id, new_job_id
-from .jobs import CANCELED, QUEUED, Job, presign_seconds
+from .jobs import CANCELED, QUEUED, Job, holds_place, presign_seconds
 from .leases import make_claimable
-from .limits import MAX_SUBMITTED_ITEM, item_size, storable_number
+from .limits import MAX_SUBMITTED_ITEM, storable_number
 from .models import JobResource, SubmitRequest
+from .objectkeys import content_key
 from .ports import BlobPort, Conflict, JobStorePort, QueuePort, RunIdTaken, Unavailable
 from .settings import Settings
-from .store import apply, job_to_item
-from .tenants import Tenant
 from .urls import check_callback_url
 from .views import JobView
+
+if TYPE_CHECKING:
+    from .tenants import Tenant
 
 INLINE_CONTENT_LIMIT = 64 * 1024
 REQUEUE_AFTER_SECONDS = 30.0
@@ -50,13 +51,16 @@ class JobsApi:
     def __init__(
         self, store: JobStorePort, blobs: BlobPort, dispatcher: QueuePort, settings: Settings,
         view: JobView, cursor_secret: bytes | Callable[[], bytes],
-        clock: Callable[[], float] = time.time,
+        item_size: Callable[[Job], int], clock: Callable[[], float] = time.time,
     ):
+        """`item_size`: the bytes the store's record of a job takes (the store's own
+        arithmetic: DynamoDB's, limits.item_size of store.job_to_item)."""
         self.store, self.blobs, self.dispatcher, self.settings = store, blobs, dispatcher, settings
         self.view = view
         self.active = ActiveJobs(store, clock)
         self.sleep, self.monotonic = time.sleep, time.monotonic  # replaceable in tests
         self._secret = cursor_secret
+        self._item_size = item_size
         self.clock = clock
 
     # -- submit ------------------------------------------------------------------------
@@ -131,7 +135,7 @@ class JobsApi:
         make_claimable(job, service.runs_on, now)  # a worker service's job waits for a claim
         if content is not None and len(content) <= INLINE_CONTENT_LIMIT:
             job.content_inline = content
-        _check_item_size(job)
+        _check_item_size(self._item_size(job))
         self._check_capacity(tenant, job.job_id)
         try:
             if content is not None:
@@ -469,11 +473,10 @@ def _encodable(text: str) -> bool:
     return True
 
 
-def _check_item_size(job: Job) -> None:
-    """413 when the job item, as it will be written, leaves too little room for what its
-    lifecycle adds later (limits.LIFECYCLE_RESERVE): such a job could be accepted and then
-    be neither run nor canceled."""
-    size = item_size(job_to_item(job))
+def _check_item_size(size: int) -> None:
+    """413 when the job item, as it will be written (`size` bytes), leaves too little room
+    for what its lifecycle adds later (limits.LIFECYCLE_RESERVE): such a job could be
+    accepted and then be neither run nor canceled."""
     if size > MAX_SUBMITTED_ITEM:
         raise ApiError(413, "payload_too_large",
                        f"the job (input, variables, chain, inline document) takes {size} bytes; "

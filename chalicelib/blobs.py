@@ -8,7 +8,10 @@ from typing import IO, TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from .objectkeys import content_key, log_key, result_key
 from .ports import BlobsUnavailable, translating
+
+__all__ = ["BlobInfo", "BlobStore", "content_key", "log_key", "result_key"]
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -19,19 +22,6 @@ if TYPE_CHECKING:
 class BlobInfo:
     size: int
     content_type: str | None
-
-
-def result_key(tenant: str, job_id: str, token: str) -> str:
-    # One key per lease: a worker whose lease lapsed can never overwrite the winner's result.
-    return f"results/{tenant}/{job_id}/{token}"
-
-
-def log_key(tenant: str, job_id: str, token: str) -> str:
-    return f"logs/{tenant}/{job_id}/{token}.log"
-
-
-def content_key(tenant: str, job_id: str) -> str:
-    return f"inputs/{tenant}/{job_id}"
 
 
 @translating(BlobsUnavailable)  # botocore's errors stay in this module

@@ -8,14 +8,16 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import telemetry, webhooks
 from .jobs import iso
 from .messages import Malformed, Retry
 from .ports import Conflict, JobStorePort, QueuePort
 from .settings import Settings
-from .tenants import TenantStore
+
+if TYPE_CHECKING:
+    from .tenants import TenantStore
 
 log = logging.getLogger("jobgate.callbacks")
 USER_AGENT = "Jobgate-Webhooks/1.0"

@@ -82,6 +82,14 @@ class Job:
         return bool(self.result_key) and self.valid_until is not None and now <= self.valid_until - 1
 
 
+def holds_place(job: Job, claimed: bool = False) -> bool:
+    """Whether a job holds a reserved place among the jobs waiting (chalicelib/capacity.py):
+    a client submitted it (a chain's next job is not counted) and no worker has started it
+    yet. `claimed`: `job` is as the claim that just took it returned it (its attempt
+    already counted)."""
+    return job.previous is None and job.attempts - (1 if claimed else 0) == 0
+
+
 def iso(ts: float | None) -> str | None:
     if ts is None:
         return None

@@ -15,12 +15,21 @@ import math
 import uuid
 
 from .jobs import Job, retry_delay
+from .limits import LIFECYCLE_RESERVE
 
 CLAIM_PREFIX = "W#"
 NOT_RETRIED = frozenset({"invalid_input", "fatal"})  # codes a worker fails a job for good with
 WATCH_MIN_SECONDS = 60  # the watchdog's first look, and the shortest pause between looks
 REFRESH_AT_RECEIVE = 8  # jobs queue maxReceiveCount is 10: replace the message before it
 SQS_MAX_DELAY = 900
+
+# A worker job's log lines are kept in the item while it runs, counted in bytes (`logBytes`,
+# DynamoDB's own measure: UTF-8 plus one byte a list element) and capped by the room
+# limits.py reserves for the log. The running lines and the final inline log never share
+# the item (the terminal write swaps one for the other), so one reserve covers both.
+LOG_ITEM_BYTES = LIFECYCLE_RESERVE["log"] - 256  # less the "log is full" line and the names
+LOG_FULL = "[jobgate] this job's log is full (a worker job keeps {} bytes): later lines are dropped"
+MAX_SHUTDOWNS = 10  # worker_shutdown attempts given back per job; later ones count
 
 
 def claim_key(service: str) -> str:
@@ -113,3 +122,20 @@ def watch_delay(job: Job, now: float, max_runtime: int, max_visibility: int) -> 
     if job.run_deadline is not None:
         pause = min(pause, max(1.0, job.run_deadline - now + 1))
     return int(min(max_visibility, math.ceil(pause)))
+
+
+def log_bytes(lines: list[str]) -> int:
+    """What `lines` take in the item's logLines list (UTF-8, plus a byte per element)."""
+    return sum(len(line.encode("utf-8", "surrogatepass")) + 1 for line in lines)
+
+
+def fitting(kept: list[str], lines: list[str]) -> list[str]:
+    """The first of `lines` that still fit in the item's log after `kept`."""
+    room = LOG_ITEM_BYTES - log_bytes(kept)
+    out = []
+    for line in lines:
+        room -= log_bytes([line])
+        if room < 0:
+            break
+        out.append(line)
+    return out

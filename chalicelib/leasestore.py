@@ -1,7 +1,9 @@
 """DynamoDB side of worker jobs: the sparse claim index and the conditional writes of a
 lease (claim, heartbeat, release, terminal write). Every state change is conditional on
 the lease token and on the lease being live (or, for the watchdog, lapsed), so a worker
-whose lease lapsed can change nothing, and a canceled job stays canceled."""
+whose lease lapsed can change nothing, and a canceled job stays canceled.
+The adapter of ports.LeaseStorePort: a lost condition is a Conflict, DynamoDB not
+answering a StoreUnavailable."""
 
 from __future__ import annotations
 
@@ -11,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from .jobs import QUEUED, RUNNING, Job
-from .limits import LIFECYCLE_RESERVE
+from .leases import LOG_ITEM_BYTES, MAX_SHUTDOWNS, fitting, log_bytes
+from .ports import Conflict, StoreUnavailable, translating
 from .store import (
     CLAIM_ATTRS,
-    Conflict,
     assignments,
     job_from_item,
     job_pk,
@@ -26,14 +28,6 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 INDEX_CLAIMABLE = "byClaimable"
-# A worker job's log lines are kept in the item while it runs, counted in bytes (`logBytes`,
-# DynamoDB's own measure: UTF-8 plus one byte a list element) and capped by the room
-# limits.py reserves for the log. The running lines and the final inline log never share
-# the item (the terminal write swaps one for the other), so one reserve covers both.
-LOG_ITEM_BYTES = LIFECYCLE_RESERVE["log"] - 256  # less the "log is full" line and the names
-LOG_FULL = "[jobgate] this job's log is full (a worker job keeps {} bytes): later lines are dropped"
-MAX_SHUTDOWNS = 10  # worker_shutdown attempts given back per job; later ones count
-
 # Condition fragments (placeholders :running, :tok, :now are always bound).
 HELD = "#st = :running AND leaseToken = :tok AND leaseUntil >= :now"
 LAPSED = "#st = :running AND leaseToken = :tok AND leaseUntil < :now"
@@ -47,6 +41,7 @@ def parse_pk(pk: str) -> tuple[str, str] | None:
     return head[2:], job_id
 
 
+@translating(StoreUnavailable)  # botocore's errors stay in this module
 class LeaseStore:
     def __init__(self, client: DynamoDBClient, table: str):
         self._db, self._table = client, table
@@ -201,23 +196,6 @@ class LeaseStore:
             item: dict[str, Any] | None = exc.response.get("Item")  # type: ignore[assignment]
             raise Conflict(job_from_item(item) if item else None) from None
         return job_from_item(out["Attributes"])
-
-
-def log_bytes(lines: list[str]) -> int:
-    """What `lines` take in the item's logLines list (UTF-8, plus a byte per element)."""
-    return sum(len(line.encode("utf-8", "surrogatepass")) + 1 for line in lines)
-
-
-def fitting(kept: list[str], lines: list[str]) -> list[str]:
-    """The first of `lines` that still fit in the item's log after `kept`."""
-    room = LOG_ITEM_BYTES - log_bytes(kept)
-    out = []
-    for line in lines:
-        room -= log_bytes([line])
-        if room < 0:
-            break
-        out.append(line)
-    return out
 
 
 def _key(tenant: str, job_id: str) -> dict[str, Any]:

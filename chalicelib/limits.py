@@ -7,6 +7,7 @@ recorded. So the submit bound is DynamoDB's 400 KB minus everything the lifecycl
 
 from __future__ import annotations
 
+from decimal import Clamped, Context, Decimal, Inexact, Overflow, Rounded, Underflow
 from typing import Any
 
 ITEM_LIMIT = 400 * 1024  # DynamoDB's maximum item size (names and values, UTF-8)
@@ -73,16 +74,18 @@ def _number_size(text: str) -> int:
     return (digits + 1) // 2 + 2
 
 
+# boto3's DYNAMODB_CONTEXT (boto3/dynamodb/types.py), spelled out so the API's checks load
+# no AWS SDK: 38 digits, exponent -128..126, and anything it would round is refused.
+_DYNAMODB_NUMBERS = Context(Emin=-128, Emax=126, prec=38,
+                            traps=[Clamped, Overflow, Inexact, Rounded, Underflow])
+
+
 def storable_number(value: int | float) -> bool:
     """What boto3's serializer accepts (DynamoDB's 38 digits, exponent -130..125)."""
-    from decimal import Decimal
-
-    from boto3.dynamodb.types import DYNAMODB_CONTEXT
-
     if isinstance(value, int) and value.bit_length() > 200:  # > 60 digits; str() is slow
         return False
     try:
-        DYNAMODB_CONTEXT.create_decimal(Decimal(repr(value)) if isinstance(value, float)
+        _DYNAMODB_NUMBERS.create_decimal(Decimal(repr(value)) if isinstance(value, float)
                                         else value)
     except (ArithmeticError, ValueError):
         return False

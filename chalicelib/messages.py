@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+# The longest a message may be hidden (SQS allows 12 h from its receipt), less a margin.
+MAX_VISIBILITY = 43_200 - 300
+
 
 class Malformed(Exception):
     """A message that can never be processed (it goes to the DLQ as it is)."""

@@ -1,12 +1,14 @@
-"""What the lifecycle (api.py, worker.py, callbacks.py, runtime.py, workers.py) needs from
-storage and messaging, in its own words: the job store, the queue and the blobs as
-`Protocol`s, and the exceptions they raise. The AWS adapters (store.py, queue.py, blobs.py)
-are the only modules that know botocore; they turn its errors into these, so the lifecycle
+"""What the lifecycle (api.py, worker.py, callbacks.py, workers.py) needs from storage and
+messaging, in its own words: the job store, the queue, the blobs, worker leases and worker
+keys as `Protocol`s, and the exceptions they raise. The AWS adapters (store.py, queue.py,
+blobs.py, leasestore.py, workerkeys.py, capacity.py, tenants.py) are the only modules that
+know botocore; they turn its errors into these, so the lifecycle
 never imports boto3 or botocore (tests/test_layers.py checks the import graph)."""
 
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -15,6 +17,7 @@ if TYPE_CHECKING:
     from .capacity import QueueCapacity
     from .jobs import Job
     from .store import Page
+    from .workerkeys import WorkerKey
 
 
 class Conflict(Exception):
@@ -77,19 +80,25 @@ def translating(unavailable: type[Unavailable], conflicts: bool = False
 
 def _translated(method: Callable[..., Any], unavailable: type[Unavailable], conflicts: bool
                 ) -> Callable[..., Any]:
-    from botocore.exceptions import BotoCoreError, ClientError  # adapters only
-
     @functools.wraps(method)
     def call(*args: Any, **kwargs: Any) -> Any:
         try:
             return method(*args, **kwargs)
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", "error"))
-            if conflicts and code == "ConditionalCheckFailedException":
-                raise Conflict(None) from exc
-            raise unavailable(code, str(exc)) from exc
-        except BotoCoreError as exc:
-            raise unavailable(type(exc).__name__, str(exc)) from exc
+        except Exception as exc:
+            # Looked up, not imported at the top: importing an adapter loads no botocore,
+            # and an error botocore raised means botocore is loaded.
+            errors = sys.modules.get("botocore.exceptions")
+            if errors is None:
+                raise
+            BotoCoreError, ClientError = errors.BotoCoreError, errors.ClientError
+            if isinstance(exc, ClientError):
+                code = str(exc.response.get("Error", {}).get("Code", "error"))
+                if conflicts and code == "ConditionalCheckFailedException":
+                    raise Conflict(None) from exc
+                raise unavailable(code, str(exc)) from exc
+            if isinstance(exc, BotoCoreError):
+                raise unavailable(type(exc).__name__, str(exc)) from exc
+            raise
 
     return call
 
@@ -152,3 +161,35 @@ class BlobPort(Protocol):
     def delete(self, *keys: str | None) -> None: ...
     def presign(self, key: str, seconds: int, filename: str | None = None) -> str: ...
     def presign_put(self, key: str, seconds: int) -> str: ...
+
+
+class LeaseStorePort(Protocol):
+    """Worker jobs' claim index and lease writes (leasestore.LeaseStore on DynamoDB): each
+    write conditional on the lease, a lost condition a Conflict carrying the job as it is."""
+
+    def candidates(self, claim_key: str, now: float, limit: int) -> list[tuple[str, str]]: ...
+    def count_due(self, claim_key: str, now: float, cap: int) -> int: ...
+    def claim(self, tenant: str, job_id: str, claim_key: str, token: str, now: float,
+              until: float, deadline: float) -> Job: ...
+    def heartbeat(self, tenant: str, job_id: str, token: str, now: float, until: float,
+                  values: dict[str, Any], variables: dict[str, str], lines: list[str],
+                  services: tuple[str, ...], check_room: bool = True) -> Job: ...
+    def release(self, tenant: str, job_id: str, token: str, now: float, available_at: float,
+                code: str, message: str, lines: list[str], services: tuple[str, ...],
+                lapsed: bool = False, kept: list[str] | None = None,
+                given_back: bool = False) -> Job: ...
+    def finish(self, tenant: str, job_id: str, token: str, status: str, values: dict[str, Any],
+               now: float, services: tuple[str, ...], lapsed: bool = False) -> Job: ...
+    def set_content_key(self, tenant: str, job_id: str, key: str) -> None: ...
+    def drop_claim(self, tenant: str, job_id: str) -> None: ...
+
+
+class WorkerKeyPort(Protocol):
+    """Worker keys, stored as digests (workerkeys.WorkerKeyStore on DynamoDB); a missing,
+    malformed or revoked key is tenants.Unauthorized."""
+
+    def add(self, key: str, services: list[str], label: str = "",
+            created_at: float | None = None) -> str: ...
+    def list(self) -> list[WorkerKey]: ...
+    def revoke(self, kid: str, now: float | None = None) -> bool: ...
+    def authenticate(self, authorization: str | None) -> WorkerKey: ...

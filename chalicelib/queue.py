@@ -8,7 +8,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from .messages import JobMessage
+from .messages import MAX_VISIBILITY, JobMessage
 from .ports import QueueUnavailable, translating
 
 if TYPE_CHECKING:
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from .capacity import QueueCapacity
 
-MAX_VISIBILITY = 43_200 - 300
+__all__ = ["MAX_VISIBILITY", "Dispatcher"]
 
 
 @translating(QueueUnavailable)  # botocore's errors stay in this module

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from . import cursor_secret, services
+from . import cursor_secret, limits, services
 from .api import JobsApi
 from .batch import Record
 from .blobs import BlobStore, content_key
@@ -23,12 +23,13 @@ from .leases import make_claimable
 from .messages import Malformed, Retry, parse_job_message
 from .queue import MAX_VISIBILITY, Dispatcher
 from .settings import Settings
-from .store import JobStore
+from .store import JobStore, job_to_item
 from .tenants import TenantStore
 from .views import JobView
 
 if TYPE_CHECKING:
     from .callbacks import Deliverer
+    from .ports import LeaseStorePort, WorkerKeyPort
     from .worker import Worker
     from .workers import WorkerApi
 
@@ -54,6 +55,18 @@ class Runtime:
 
         return Worker(self.store, self.blobs, self.dispatcher, self.settings, self.view,
                       after_end=self.after_end)
+
+    @cached_property
+    def leases(self) -> LeaseStorePort:
+        from .leasestore import LeaseStore
+
+        return LeaseStore(self.clients.dynamodb, self.settings.table_name)
+
+    @cached_property
+    def worker_keys(self) -> WorkerKeyPort:
+        from .workerkeys import WorkerKeyStore
+
+        return WorkerKeyStore(self.clients.dynamodb, self.settings.table_name)
 
     @cached_property
     def workers(self) -> WorkerApi:
@@ -203,7 +216,8 @@ def build(settings: Settings, clients: Clients, env: Mapping[str, str] | None = 
     tenants = TenantStore(clients.dynamodb, settings.table_name)
     secret = cursor_secret.resolve(os.environ if env is None else env, settings.region)
     view = JobView(blobs, settings, tenant_of=tenants.get_tenant_cached, stage_secret=secret)
-    api = JobsApi(store, blobs, dispatcher, settings, view, secret)
+    api = JobsApi(store, blobs, dispatcher, settings, view, secret,
+                  item_size=lambda job: limits.item_size(job_to_item(job)))
     return Runtime(settings=settings, clients=clients, store=store, blobs=blobs,
                    dispatcher=dispatcher, tenants=tenants, api=api, view=view)
 

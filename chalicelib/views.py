@@ -8,24 +8,21 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import links, services
-from .blobs import BlobStore
 from .errors import ApiError
 from .jobs import Job, iso, presign_seconds, to_resource
 from .models import Delivery, JobResource, ServiceInfo, ServiceList
+from .ports import BlobPort, JobStorePort
 from .settings import Settings
-
-if TYPE_CHECKING:
-    from .store import JobStore
 
 EVENT_TYPE = "job.finished"
 log = logging.getLogger("jobgate.views")
 
 
 class JobView:
-    def __init__(self, blobs: BlobStore, settings: Settings, clock: Callable[[], float] = time.time,
+    def __init__(self, blobs: BlobPort, settings: Settings, clock: Callable[[], float] = time.time,
                  tenant_of: Callable[[str], Any] | None = None,
                  stage_secret: Callable[[], bytes] | None = None):
         self.blobs, self.settings, self.clock = blobs, settings, clock
@@ -54,7 +51,7 @@ class JobView:
                           math.floor(job.valid_until or 0))
         return f"{base}/v1/results/{links.sign(self._link_key(), link)}"
 
-    def follow_link(self, token: str, store: JobStore) -> str:
+    def follow_link(self, token: str, store: JobStorePort) -> str:
         """GET /v1/results/{token}: a fresh short presigned URL of the linked result.
         403 `invalid_link` (not signed by us: malformed or tampered), 410 `result_expired`
         (past `validUntil`), 404 `not_found` (the job or that result is gone)."""

@@ -15,13 +15,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import services, telemetry
-from .blobs import log_key, result_key
-from .capacity import holds_place
+from .attributes import apply
 from .ids import new_job_id
-from .jobs import FAILED, QUEUED, RUNNING, SUCCEEDED, Job, iso, retry_delay
-from .messages import Retry, parse_job_message
+from .jobs import FAILED, QUEUED, RUNNING, SUCCEEDED, Job, holds_place, iso, retry_delay
+from .messages import MAX_VISIBILITY, Retry, parse_job_message
+from .objectkeys import log_key, result_key
 from .ports import BlobPort, Conflict, JobStorePort, QueuePort, Unavailable
-from .queue import MAX_VISIBILITY
 from .services._deadline import call_with_deadline
 from .services.base import (
     END_MARGIN_SECONDS,
@@ -33,7 +32,6 @@ from .services.base import (
 )
 from .services.base import Retry as RetryRequested  # a handler's; .messages.Retry is ours
 from .settings import Settings
-from .store import apply
 from .views import JobView
 
 log = logging.getLogger("jobgate.worker")

@@ -9,10 +9,14 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .ports import StoreUnavailable, translating
 from .store import deserialize, serialize
 from .tenants import key_digest, key_id, unauthorized
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 CACHE_SECONDS = 5.0
 LISTING = "WORKERKEYS"
@@ -30,9 +34,12 @@ class WorkerKey:
         return service in self.services
 
 
+@translating(StoreUnavailable)  # botocore's errors stay in this module
 @dataclass
 class WorkerKeyStore:
-    db: Any
+    """The adapter of ports.WorkerKeyPort on the jobs table."""
+
+    db: DynamoDBClient
     table: str
     cache_seconds: float = CACHE_SECONDS
     _cache: dict[str, tuple[float, WorkerKey | None]] = field(default_factory=dict)

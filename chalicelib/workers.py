@@ -19,19 +19,18 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import leases, services, telemetry
-from .blobs import content_key, log_key, result_key
 from .errors import ApiError, bad_request, conflict, not_found
 from .ids import is_job_id, new_job_id
 from .jobs import CANCELED, FAILED, QUEUED, RUNNING, SUCCEEDED, Job, iso
-from .leasestore import LOG_FULL, LOG_ITEM_BYTES, LeaseStore, fitting
-from .messages import Malformed, Retry, parse_job_message
+from .leases import LOG_FULL, LOG_ITEM_BYTES, fitting
+from .messages import MAX_VISIBILITY, Malformed, Retry, parse_job_message
+from .objectkeys import content_key, log_key, result_key
 from .ports import Conflict
-from .queue import MAX_VISIBILITY
-from .workerkeys import WorkerKey, WorkerKeyStore
 
 if TYPE_CHECKING:
     from .runtime import Runtime
     from .settings import Settings
+    from .workerkeys import WorkerKey
 
 log = logging.getLogger("jobgate.workers")
 MAX_WAIT = 20
@@ -55,8 +54,7 @@ def lease_lost(message: str = "the lease lapsed or was taken over") -> ApiError:
 class WorkerApi:
     def __init__(self, rt: Runtime, clock: Callable[[], float] = time.time):
         self.rt = rt
-        self.keys = WorkerKeyStore(rt.clients.dynamodb, rt.settings.table_name)
-        self.leases = LeaseStore(rt.clients.dynamodb, rt.settings.table_name)
+        self.keys, self.leases = rt.worker_keys, rt.leases
         self.clock, self.sleep = clock, time.sleep  # replaceable in tests
 
     @property

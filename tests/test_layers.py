@@ -4,17 +4,23 @@ adapters know boto3/botocore. Also: `store.apply` refuses what it cannot apply."
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from chalicelib.attributes import apply
 from chalicelib.jobs import QUEUED, Job
-from chalicelib.store import apply
 
 ROOT = Path(__file__).resolve().parent.parent
 LIFECYCLE = ["api.py", "worker.py", "callbacks.py", "runtime.py", "workers.py", "batch.py",
              "tenants.py"]
 AWS = ("boto3", "botocore")
+# What runs a job's lifecycle, loaded without the AWS SDK (directly or through another
+# module): the fast tier runs them on in-memory ports, and the API's cold start is lighter.
+LOADS_NO_SDK = ["api", "worker", "workers", "callbacks", "webhooks", "jobs", "views",
+                "services", "batch", "leases", "messages", "limits", "attributes"]
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -35,6 +41,32 @@ def test_the_lifecycle_imports_no_aws_sdk(module: str) -> None:
     assert not found, f"chalicelib/{module} imports {sorted(found)}: use chalicelib/ports.py"
 
 
+def test_the_lifecycle_loads_no_aws_sdk_even_indirectly() -> None:
+    """In a fresh interpreter: importing the lifecycle modules leaves boto3 and botocore
+    out of sys.modules (the per-file check above misses what an imported module imports)."""
+    code = ("import sys\n"
+            f"for m in {LOADS_NO_SDK!r}: __import__('chalicelib.' + m)\n"
+            "print(sorted({k.split('.')[0] for k in sys.modules} & {'boto3', 'botocore'}))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_the_check_catches_a_module_that_loads_the_sdk() -> None:
+    code = "import sys; import chalicelib.store; print('botocore' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == "True"
+
+
+def test_dynamodb_number_rules_are_boto3s() -> None:
+    from boto3.dynamodb.types import DYNAMODB_CONTEXT
+
+    from chalicelib.limits import _DYNAMODB_NUMBERS
+
+    assert repr(_DYNAMODB_NUMBERS) == repr(DYNAMODB_CONTEXT)
+
+
 def test_the_check_sees_an_import_inside_a_function(tmp_path: Path) -> None:
     sample = tmp_path / "m.py"
     sample.write_text("def f():\n    from botocore.exceptions import ClientError\n")
@@ -43,9 +75,11 @@ def test_the_check_sees_an_import_inside_a_function(tmp_path: Path) -> None:
 
 def test_adapters_raise_the_ports_exceptions_not_botocores() -> None:
     from chalicelib.blobs import BlobStore
+    from chalicelib.leasestore import LeaseStore
     from chalicelib.ports import BlobsUnavailable, Conflict, QueueUnavailable, StoreUnavailable
     from chalicelib.queue import Dispatcher
     from chalicelib.store import JobStore
+    from chalicelib.workerkeys import WorkerKeyStore
 
     class Down:
         def __getattr__(self, name: str):  # every call fails as the SDK would
@@ -74,6 +108,11 @@ def test_adapters_raise_the_ports_exceptions_not_botocores() -> None:
     assert q.value.code == "EndpointConnectionError"
     with pytest.raises(BlobsUnavailable):
         blobs.put("k", b"x", "text/plain")
+    with pytest.raises(StoreUnavailable) as lease:
+        LeaseStore(Down(), "t").candidates("W#report", 1.0, 5)
+    assert lease.value.code == "InternalServerError"
+    with pytest.raises(StoreUnavailable):
+        WorkerKeyStore(Down(), "t").authenticate("Bearer jgw_x")
 
 
 def test_apply_refuses_a_misspelled_attribute() -> None:

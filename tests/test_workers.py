@@ -554,7 +554,7 @@ def test_a_worker_shutdown_gives_its_attempt_back(env, http, clock):
 
 
 def test_worker_shutdowns_count_once_a_job_used_up_its_give_backs(env, http, clock):
-    from chalicelib.leasestore import MAX_SHUTDOWNS
+    from chalicelib.leases import MAX_SHUTDOWNS
 
     env.settings(job_max_attempts=2)
     job_id = submit(http)
@@ -574,7 +574,7 @@ def test_worker_shutdowns_count_once_a_job_used_up_its_give_backs(env, http, clo
 
 def test_the_running_log_stays_within_the_items_reserve(env, http, clock):
     from chalicelib import limits
-    from chalicelib.leasestore import LOG_ITEM_BYTES, log_bytes
+    from chalicelib.leases import LOG_ITEM_BYTES, log_bytes
 
     job_id = submit(http, logLevel=3)
     c = claimed(http)
