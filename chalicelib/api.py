@@ -20,10 +20,10 @@ from . import services, telemetry
 from .attributes import apply
 from .errors import ApiError, bad_request, conflict, not_found, validation_error
 from .ids import is_job_id, new_job_id
-from .jobs import CANCELED, QUEUED, Job, holds_place, presign_seconds
-from .leases import make_claimable
+from .jobs import CANCELED, QUEUED, STATUSES, Job, holds_place, presign_seconds
 from .limits import MAX_SUBMITTED_ITEM, storable_number
 from .models import JobResource, SubmitRequest
+from .newjob import queued_job
 from .objectkeys import content_key
 from .ports import BlobPort, Conflict, JobStorePort, QueuePort, RunIdTaken, Unavailable
 from .settings import Settings
@@ -123,16 +123,13 @@ class JobsApi:
             if owner:
                 return self._replay(tenant, req.run_id, owner[0], owner[1], request_hash)
         now = self.clock()
-        job = Job(
-            tenant=tenant.name, job_id=new_job_id(now), service=service.name, status=QUEUED,
-            created_at=now, expires_at=now + self.settings.job_ttl_seconds, run_id=req.run_id,
-            input=req.input, variables=dict(req.variables), log_level=req.log_level,
-            max_attempts=service.max_attempts or self.settings.job_max_attempts,
-            callback_url=req.callback_url,
+        job = queued_job(
+            tenant.name, new_job_id(now), service.name, service, self.settings, now,
+            run_id=req.run_id, input=req.input, variables=dict(req.variables),
+            log_level=req.log_level, callback_url=req.callback_url,
             chain=[s.model_dump(by_alias=True, exclude_none=True) for s in req.chain],
             request_hash=request_hash, content_type=content_type, base_url=base,
         )
-        make_claimable(job, service.runs_on, now)  # a worker service's job waits for a claim
         if content is not None and len(content) <= INLINE_CONTENT_LIMIT:
             job.content_inline = content
         _check_item_size(self._item_size(job))
@@ -263,7 +260,7 @@ class JobsApi:
 
     def list(self, tenant: Tenant, params: dict[str, str]) -> tuple[list[Job], str | None]:
         status, service = params.get("status") or None, params.get("service") or None
-        if status and status not in ("queued", "running", "succeeded", "failed", "canceled"):
+        if status and status not in STATUSES:
             raise bad_request(f"unknown status {status[:100]!r}", "invalid_parameter")
         if service and services.get(service) is None:
             raise bad_request(f"unknown service {service[:100]!r}", "invalid_parameter")
@@ -318,10 +315,7 @@ class JobsApi:
         """Returns the canceled job and whether it was running (202) or queued (200)."""
         job = self.get(tenant, job_id)
         now = self.clock()
-        values: dict[str, Any] = {}
-        if job.callback_url:
-            ended = apply(job, {"status": CANCELED, "completedAt": now, "callbackState": "pending"})
-            values = {"callbackState": "pending", "callbackEvent": self.view.event(ended)}
+        values = self.view.with_event(job, CANCELED, {}, now)
         try:
             before = self.store.cancel(tenant.name, job_id, now, values)
         except Conflict as exc:

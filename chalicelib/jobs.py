@@ -9,11 +9,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .models import CallbackInfo, JobError, JobResource, Progress
+from .statuses import CANCELED, FAILED, QUEUED, RUNNING, STATUSES, SUCCEEDED, TERMINAL
 
-QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED = (
-    "queued", "running", "succeeded", "failed", "canceled"
-)
-TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELED})
+__all__ = ["CANCELED", "FAILED", "QUEUED", "RUNNING", "STATUSES", "SUCCEEDED", "TERMINAL",
+           "Job"]
 
 
 @dataclass

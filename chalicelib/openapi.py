@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .compat import openapi as compat_openapi
+from .statuses import STATUSES
 
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "1.0.0"
@@ -144,7 +145,7 @@ _PARAMETERS: dict[str, dict[str, Any]] = {
     "Status": {
         "name": "status", "in": "query", "required": False, "allowEmptyValue": True,
         "description": "Only jobs in this state.",
-        "schema": {"type": "string", "enum": ["queued", "running", "succeeded", "failed", "canceled"]},
+        "schema": {"type": "string", "enum": list(STATUSES)},
     },
     "ServiceFilter": {
         "name": "service", "in": "query", "required": False, "allowEmptyValue": True,

@@ -18,9 +18,9 @@ from .batch import Record
 from .blobs import BlobStore, content_key
 from .capacity import QueueCapacity
 from .connections import Clients, create_clients
-from .jobs import QUEUED, SUCCEEDED, Job
-from .leases import make_claimable
+from .jobs import SUCCEEDED, Job
 from .messages import Malformed, Retry, parse_job_message
+from .newjob import queued_job
 from .queue import MAX_VISIBILITY, Dispatcher
 from .settings import Settings
 from .store import JobStore, job_to_item
@@ -99,17 +99,13 @@ class Runtime:
         """The chain's next job: its ID was fixed in the previous job's terminal write, so
         repeating this after a crash creates nothing twice."""
         step, now = job.chain[0], time.time()
-        service = services.get(step["service"])
-        nxt = Job(
-            tenant=job.tenant, job_id=job.next or "", service=step["service"], status=QUEUED,
-            created_at=now, expires_at=now + self.settings.job_ttl_seconds,
-            input=step.get("input"), variables=dict(step.get("variables") or {}),
-            log_level=job.log_level, callback_url=job.callback_url, chain=job.chain[1:],
-            previous=job.job_id, base_url=job.base_url, content_type=job.result_type,
-            max_attempts=(service.max_attempts if service else None)
-            or self.settings.job_max_attempts,
+        nxt = queued_job(
+            job.tenant, job.next or "", step["service"], services.get(step["service"]),
+            self.settings, now, input=step.get("input"),
+            variables=dict(step.get("variables") or {}), log_level=job.log_level,
+            callback_url=job.callback_url, chain=job.chain[1:], previous=job.job_id,
+            base_url=job.base_url, content_type=job.result_type,
         )
-        make_claimable(nxt, service.runs_on if service else "lambda", now)
         if job.result_key:
             nxt.content_key = content_key(job.tenant, nxt.job_id)
             self.blobs.copy(job.result_key, nxt.content_key)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import links, services
+from .attributes import apply
 from .errors import ApiError
 from .jobs import Job, iso, presign_seconds, to_resource
 from .models import Delivery, JobResource, ServiceInfo, ServiceList
@@ -96,6 +97,17 @@ class JobView:
         from .compat import events
 
         return events.render(job, self.tenant_of(job.tenant), standard)
+
+    def with_event(self, job: Job, status: str, values: dict[str, Any], now: float
+                   ) -> dict[str, Any]:
+        """A terminal write's `values` (item attribute names) with the webhook event added,
+        rendered from the job as that write leaves it (`status`, ended `now`): a job with
+        no callbackUrl gets `values` as they are."""
+        if not job.callback_url:
+            return values
+        values = {**values, "callbackState": "pending"}
+        ended = apply(job, {**values, "status": status, "completedAt": now})
+        return {**values, "callbackEvent": self.event(ended)}
 
 
 def services_body(settings: Settings) -> dict[str, Any]:

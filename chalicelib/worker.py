@@ -15,7 +15,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import services, telemetry
-from .attributes import apply
 from .ids import new_job_id
 from .jobs import FAILED, QUEUED, RUNNING, SUCCEEDED, Job, holds_place, iso, retry_delay
 from .messages import MAX_VISIBILITY, Retry, parse_job_message
@@ -213,7 +212,7 @@ class Worker:
                                   "errorMessage": job.error_message or default_message}
         try:
             ended = self.store.finish(job.tenant, job.job_id, None, FAILED,
-                                      self._with_event(job, FAILED, values, now), now)
+                                      self.view.with_event(job, FAILED, values, now), now)
         except Conflict as lost:
             if lost.job is not None and lost.job.terminal:
                 self.after_end(lost.job, fresh=False)
@@ -232,15 +231,6 @@ class Worker:
             self.dispatcher.capacity.release(job.job_id, self.settings.max_queue_depth)
         except Unavailable:
             log.warning("a waiting-count place was not given back (repaired later)")
-
-    def _with_event(self, job: Job, status: str, values: dict[str, Any], now: float
-                    ) -> dict[str, Any]:
-        """Add the webhook event (rendered from the terminal state) to a terminal write."""
-        if not job.callback_url:
-            return values
-        values = {**values, "callbackState": "pending"}
-        ended = apply(job, {**values, "status": status, "completedAt": now})
-        return {**values, "callbackEvent": self.view.event(ended)}
 
     def _run(self, job: Job, service: services.Service, token: str, deadline: float) -> None:
         ctx = RunContext(self, job, token, deadline)
@@ -374,7 +364,7 @@ class Worker:
         now = self.clock()
         try:
             ended = self.store.finish(job.tenant, job.job_id, token, status,
-                                      self._with_event(job, status, values, now), now)
+                                      self.view.with_event(job, status, values, now), now)
         except Conflict as lost:
             self.blobs.delete(values.get("logKey"))  # written for a write that lost
             # Canceled (or re-leased) meanwhile; whoever ended it may have died before

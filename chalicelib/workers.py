@@ -2,7 +2,7 @@
 complete, fail, and the watchdog that notices a lapsed lease when no worker comes back.
 
 The lifecycle is the Lambda jobs' one: the webhook event is rendered with the terminal
-write (Worker._with_event) and what follows an end (webhook, next job of a chain) is
+write (JobView.with_event) and what follows an end (webhook, next job of a chain) is
 Runtime.after_end. Who notices a lapsed lease: any claim of that service (the claim index
 sorts running jobs by their lease's end, so a lapsed one is due at once), and, when no
 worker polls, the job's watchdog message on the jobs queue, which the claim sends and the
@@ -328,7 +328,7 @@ class WorkerApi:
              key: WorkerKey | None, now: float, lapsed: bool = False) -> Job:
         """The terminal write (with its webhook event), then what follows the end."""
         values = {**values, **self._final_log(job, token, [*job.log_lines, *lines])}
-        values = self.rt.worker._with_event(job, status, values, now)
+        values = self.rt.view.with_event(job, status, values, now)
         try:
             ended = self.leases.finish(job.tenant, job.job_id, token, status, values, now,
                                        key.services if key else (), lapsed=lapsed)

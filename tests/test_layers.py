@@ -115,6 +115,15 @@ def test_adapters_raise_the_ports_exceptions_not_botocores() -> None:
         WorkerKeyStore(Down(), "t").authenticate("Bearer jgw_x")
 
 
+def test_the_job_statuses_are_one_list() -> None:
+    from typing import get_args
+
+    from chalicelib.jobs import STATUSES
+    from chalicelib.models import JobStatus
+
+    assert get_args(JobStatus) == STATUSES
+
+
 def test_apply_refuses_a_misspelled_attribute() -> None:
     job = Job(tenant="acme", job_id="j", service="echo", status=QUEUED, created_at=1.0,
               expires_at=2.0)

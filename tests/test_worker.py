@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from chalicelib.services import JOB_FUNCTION_TIMEOUT_SECONDS
 from tests.conftest import body
 
 TENANT = "acme"
@@ -565,7 +566,7 @@ def test_partial_batch_deletes_successes_and_keeps_failures(env, http, monkeypat
     env.rt.store.claim(TENANT, held, "other-worker", 100, time.time())
     real = env.rt.worker.process
 
-    def process(message_body: str, time_left: float = 900.0) -> None:
+    def process(message_body: str, time_left: float = JOB_FUNCTION_TIMEOUT_SECONDS) -> None:
         if crash in message_body:
             raise RuntimeError("boom")
         real(message_body, time_left)
@@ -603,7 +604,7 @@ def test_batch_where_every_record_fails_raises(env, http, monkeypatch):
 
     a, b = submit(http, "echo", {}), submit(http, "echo", {})
 
-    def process(message_body: str, time_left: float = 900.0) -> None:
+    def process(message_body: str, time_left: float = JOB_FUNCTION_TIMEOUT_SECONDS) -> None:
         raise RuntimeError("down")
 
     monkeypatch.setattr(env.rt.worker, "process", process)
