@@ -343,7 +343,7 @@ def embedded() -> Iterator[Embedded]:
 def pump(e: Embedded, kind: str, durations: list[float]) -> int:
     """One poll of a queue and one handler invocation, as Lambda's event source mapping does
     (ReceiveMessage, invoke, DeleteMessageBatch for what did not fail)."""
-    from localrunner.pollers import LambdaContext, to_event
+    from localrunner.pollers import LambdaContext, run_batch
 
     url = {"jobs": e.names["JOBGATE_JOBS_QUEUE_URL"],
            "callbacks": e.names["JOBGATE_CALLBACKS_QUEUE_URL"]}[kind]
@@ -353,19 +353,16 @@ def pump(e: Embedded, kind: str, durations: list[float]) -> int:
     if not messages:
         return 0
     arn = f"arn:aws:sqs:{REGION}:123456789012:{url.rsplit('/', 1)[-1]}"
-    started = time.perf_counter()
-    try:
-        result = e.app.app.handler_map[handler](to_event(messages, arn, REGION),
-                                                LambdaContext(handler))
-    except Exception:  # noqa: BLE001  (Lambda: the batch stays on the queue)
-        durations.append(time.perf_counter() - started)
-        return len(messages)
-    durations.append(time.perf_counter() - started)
-    failed = {f["itemIdentifier"] for f in (result or {}).get("batchItemFailures", [])}
-    done = [m for m in messages if m["MessageId"] not in failed]
-    if done:
-        e.poller.delete_message_batch(QueueUrl=url, Entries=[
-            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)])
+    call = e.app.app.handler_map[handler]
+
+    def timed(event: dict[str, Any], context: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return call(event, context)
+        finally:
+            durations.append(time.perf_counter() - started)
+
+    run_batch(e.poller, url, arn, REGION, messages, timed, LambdaContext(handler))
     return len(messages)
 
 
@@ -390,7 +387,7 @@ def lambda_memory_mb() -> dict[str, int]:
 def bench_requests(e: Embedded, jobs: int, warmup: int = 3) -> dict[str, Any]:
     from chalice.test import Client
 
-    from tests.receiver import Receiver
+    from localrunner.receiver import Receiver
 
     durations: dict[str, list[float]] = defaultdict(list)
     headers = {"Authorization": f"Bearer {BENCH_KEY}", "Content-Type": "application/json",
@@ -694,7 +691,7 @@ def bench_throughput(jobs: int, clients: int) -> dict[str, Any]:
     import http.client
 
     sys.path.insert(0, str(PROJECT))
-    from tests.live import live_runner
+    from localrunner.live import live_runner
 
     limits = {"JOBGATE_MAX_QUEUE_DEPTH": "10000000", "JOBGATE_TENANT_MAX_ACTIVE": "10000000"}
     with live_runner(**limits) as runner:

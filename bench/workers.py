@@ -56,7 +56,7 @@ def live_short_claims(count: int) -> list[float]:
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from tests.live import live_runner
+    from localrunner.live import live_runner
 
     with live_runner(JOBGATE_LOCAL_WORKERS="0", JOBGATE_WORKER_KEY=WORKER_KEY) as runner:
         conn = http.client.HTTPConnection("127.0.0.1", int(runner.url.rsplit(":", 1)[1]),

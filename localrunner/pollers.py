@@ -8,6 +8,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,28 @@ def to_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> dic
     } for m in messages]}
 
 
+def run_batch(sqs: Any, queue_url: str, queue_arn: str, region: str,
+              messages: list[dict[str, Any]], handler: Callable[[dict[str, Any], Any], Any],
+              context: Any, catch: tuple[type[BaseException], ...] = (Exception,)) -> Any:
+    """Lambda's event source mapping for one received batch: the SQS event, one invocation,
+    then DeleteMessageBatch for every record the answer did not report failed. An exception
+    (one of `catch`) or an invocation that outlived its timeout (`context.expired`) deletes
+    nothing: the whole batch comes back. Returns the handler's answer, or its exception."""
+    try:
+        result = handler(to_event(messages, queue_arn, region), context)
+    except catch as exc:
+        return exc
+    if getattr(context, "expired", False):
+        return result  # Lambda would have killed the invocation: nothing is deleted
+    failed = {f["itemIdentifier"] for f in (result or {}).get("batchItemFailures", [])}
+    done = [m for m in messages if m["MessageId"] not in failed]
+    for i in range(0, len(done), 10):
+        sqs.delete_message_batch(QueueUrl=queue_url, Entries=[
+            {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]}
+            for n, m in enumerate(done[i:i + 10])])
+    return result
+
+
 class Poller(threading.Thread):
     def __init__(self, sqs: Any, queue_url: str, handler: Any, name: str, batch_size: int,
                  region: str, stop: threading.Event, wait_seconds: int = 1,
@@ -86,24 +109,13 @@ class Poller(threading.Thread):
         messages = out.get("Messages", [])
         if not messages:
             return 0
-        event = to_event(messages, self.arn, self.region)
         context = LambdaContext(self.function)
-        try:
-            result = self.handler(event, context)
-        except Exception as exc:  # noqa: BLE001  (Lambda: the batch returns to the queue)
+        out = run_batch(self.sqs, self.queue_url, self.arn, self.region, messages,
+                        self.handler, context)
+        if isinstance(out, Exception):  # Lambda: the batch returns to the queue
             log.info("handler %s raised %s: batch left to the queue", self.fn_name,
-                     type(exc).__name__)
-            return len(messages)
-        if context.expired:
-            # Lambda would have killed the invocation: nothing is deleted, the whole batch
-            # comes back after the visibility timeout.
+                     type(out).__name__)
+        elif context.expired:  # the whole batch comes back after the visibility timeout
             log.error("function %s timed out after %.0f s: batch left to the queue",
                       self.fn_name, context.timeout)
-            return len(messages)
-        failed = {f["itemIdentifier"] for f in (result or {}).get("batchItemFailures", [])}
-        done = [m for m in messages if m["MessageId"] not in failed]
-        for i in range(0, len(done), 10):
-            self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=[
-                {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]}
-                for n, m in enumerate(done[i:i + 10])])
         return len(messages)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.live import LiveRunner, free_port, live_runner
+from localrunner.live import LiveRunner, free_port, live_runner
 
 PROJECT = Path(__file__).resolve().parent.parent
 TABLE = "jobgate-local-jobs"

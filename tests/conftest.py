@@ -45,12 +45,14 @@ class Env:
             AttributeNames=["All"])
         return out.get("Messages", [])
 
+    def arn(self, kind: str) -> str:
+        return str(self.rt.clients.sqs.get_queue_attributes(
+            QueueUrl=self.queues[kind], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"])
+
     def event(self, messages: list[dict[str, Any]], kind: str = "jobs") -> dict[str, Any]:
         from localrunner.pollers import to_event
 
-        arn = self.rt.clients.sqs.get_queue_attributes(
-            QueueUrl=self.queues[kind], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        return to_event(messages, arn, "us-east-1")
+        return to_event(messages, self.arn(kind), "us-east-1")
 
     def invoke(self, messages: list[dict[str, Any]], kind: str = "jobs") -> Any:
         """Call the app's SQS handler as Lambda would: its answer, or the exception it raised."""
@@ -65,15 +67,12 @@ class Env:
 
     def deliver(self, messages: list[dict[str, Any]], kind: str = "jobs") -> Any:
         """invoke(), then delete what Lambda would delete (nothing when the handler raised)."""
-        out = self.invoke(messages, kind)
-        if isinstance(out, Exception):
-            return out
-        failed = {f["itemIdentifier"] for f in out.get("batchItemFailures", [])}
-        for m in messages:
-            if m["MessageId"] not in failed:
-                self.rt.clients.sqs.delete_message(QueueUrl=self.queues[kind],
-                                                   ReceiptHandle=m["ReceiptHandle"])
-        return out
+        import app as app_module
+        from localrunner.pollers import LambdaContext, run_batch
+
+        name = HANDLERS[kind]
+        return run_batch(self.rt.clients.sqs, self.queues[kind], self.arn(kind), "us-east-1",
+                         messages, app_module.app.handler_map[name], LambdaContext(name))
 
     def run_queue(self, kind: str = "jobs", rounds: int = 20) -> int:
         """Deliver every visible message to its handler, as the local poller does."""

@@ -10,7 +10,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 from chalicelib.admin import AdminError, TenantAdmin, main
 from chalicelib.tenants import TenantStore
-from tests.receiver import Receiver
+from localrunner.receiver import Receiver
 
 
 @pytest.fixture

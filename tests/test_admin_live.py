@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.live import free_port, live_runner
+from localrunner.live import free_port, live_runner
 
 PROJECT = Path(__file__).resolve().parent.parent
 TABLE = "jobgate-local-jobs"

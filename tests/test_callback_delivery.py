@@ -15,8 +15,8 @@ import pytest
 
 from chalicelib import telemetry, webhooks
 from chalicelib.store import KEEP_LAST_DELIVERIES
+from localrunner.receiver import Receiver
 from tests.conftest import body
-from tests.receiver import Receiver
 
 
 @pytest.fixture

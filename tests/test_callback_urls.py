@@ -10,8 +10,8 @@ import pytest
 
 from chalicelib import urls, webhooks
 from chalicelib.urls import check_callback_url
+from localrunner.receiver import Receiver
 from tests.conftest import body
-from tests.receiver import Receiver
 
 # name -> addresses the stubbed resolver answers
 ZONE = {

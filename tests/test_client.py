@@ -35,7 +35,7 @@ from jobgate import (  # noqa: E402
     verify_webhook,
 )
 
-from tests.live import LiveRunner, free_port, live_runner  # noqa: E402
+from localrunner.live import LiveRunner, free_port, live_runner  # noqa: E402
 
 UNKNOWN_ID = "01ARZ3NDEKTSV4RRFFQ69G5FAV"
 NOT_YET = "route not yet implemented"
@@ -254,7 +254,7 @@ def _signed(secret: str, body: str, msg_id: str = "evt_1", at: float | None = No
 
 
 def test_verify_webhook() -> None:
-    from tests.live import OTHER_SECRET, WEBHOOK_SECRET
+    from localrunner.live import OTHER_SECRET, WEBHOOK_SECRET
 
     body = json.dumps({"type": "job.finished", "timestamp": "2026-01-01T00:00:00.000Z",
                        "data": {"jobId": UNKNOWN_ID, "service": "echo", "status": "succeeded",

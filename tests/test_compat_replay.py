@@ -16,7 +16,7 @@ import pytest
 import requests
 from standardwebhooks import Webhook
 
-from tests.receiver import Receiver
+from localrunner.receiver import Receiver
 from tests.seeds import seed
 
 pytest_plugins = ("tests.compat_live",)

@@ -11,8 +11,8 @@ from chalicelib.compat import guidewire
 from chalicelib.httpio import parse_prefer
 from chalicelib.messages import Retry
 from chalicelib.tenants import Tenant
+from localrunner.receiver import Receiver
 from tests.conftest import KEY_A, SECRET_A, body
-from tests.receiver import Receiver
 from tests.seeds import seed
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.live import LiveRunner, live_runner
+from localrunner.live import LiveRunner, live_runner
 
 CHROMIUM = os.environ.get("JOBGATE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 if not Path(CHROMIUM).exists():

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from tests.live import LiveRunner, live_runner
+from localrunner.live import LiveRunner, live_runner
 
 
 def auth(runner: LiveRunner) -> dict[str, str]:

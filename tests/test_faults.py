@@ -22,8 +22,8 @@ import pytest
 from botocore.exceptions import ClientError
 from standardwebhooks import Webhook
 
+from localrunner.receiver import Receiver
 from tests.conftest import SECRET_A, body
-from tests.receiver import Receiver
 
 TENANT = "acme"
 HANDLERS = {"jobs": "run_jobs", "jobs_dlq": "fail_dead_jobs", "callbacks": "deliver_callbacks",
@@ -101,21 +101,14 @@ def pump(env: Any, kind: str) -> int:
     """One poll and one invocation; what the handler did not report failed is deleted. An
     exception (or a killed Lambda) leaves the whole batch to come back."""
     import app as app_module
-    from localrunner.pollers import LambdaContext
+    from localrunner.pollers import LambdaContext, run_batch
 
     messages = env.messages(kind)
     if not messages:
         return 0
     name = HANDLERS[kind]
-    try:
-        result = app_module.app.handler_map[name](env.event(messages, kind), LambdaContext(name))
-    except (Exception, Killed):  # noqa: BLE001
-        return len(messages)
-    failed = {f["itemIdentifier"] for f in (result or {}).get("batchItemFailures", [])}
-    for m in messages:
-        if m["MessageId"] not in failed:
-            env.rt.clients.sqs.delete_message(QueueUrl=env.queues[kind],
-                                              ReceiptHandle=m["ReceiptHandle"])
+    run_batch(env.rt.clients.sqs, env.queues[kind], env.arn(kind), "us-east-1", messages,
+              app_module.app.handler_map[name], LambdaContext(name), catch=(Exception, Killed))
     return len(messages)
 
 

@@ -559,7 +559,7 @@ class Deployment:
     def drain(self, queue: str, rounds: int = 10) -> int:
         """Lambda's event source mapping: receive a batch, invoke, delete what did not fail."""
         import app as app_module
-        from localrunner.pollers import LambdaContext, to_event
+        from localrunner.pollers import LambdaContext, run_batch
 
         sqs, url, name = self.rt.clients.sqs, self.urls[queue], self.handlers[queue]
         seen = 0
@@ -569,16 +569,8 @@ class Deployment:
             if not msgs:
                 break
             seen += len(msgs)
-            try:
-                result = app_module.app.handler_map[name](
-                    to_event(msgs, self.arns[queue], REGION), LambdaContext(name))
-            except Exception:  # noqa: BLE001  (as Lambda: the failed records stay)
-                continue
-            failed = {f["itemIdentifier"] for f in (result or {}).get("batchItemFailures", [])}
-            done = [m for m in msgs if m["MessageId"] not in failed]
-            if done:
-                sqs.delete_message_batch(QueueUrl=url, Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)])
+            run_batch(sqs, url, self.arns[queue], REGION, msgs, app_module.app.handler_map[name],
+                      LambdaContext(name))
         return seen
 
 

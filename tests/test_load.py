@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
+from localrunner.live import LiveRunner, live_runner
 from tests.conftest import KEY_A
-from tests.live import LiveRunner, live_runner
 
 # 500 in `make test`: since one job per invocation (batch size 1) and the exact counters,
 # 2,000 jobs on moto outlast the suite's budget; JOBGATE_LOAD_SUBMITS=2000 runs the full one.

@@ -9,7 +9,7 @@ import time
 
 import requests
 
-from tests.live import live_runner
+from localrunner.live import live_runner
 
 
 def test_the_runner_refuses_callbacks_to_its_own_endpoints() -> None:

@@ -21,8 +21,8 @@ from chalicelib import urls, webhooks
 from chalicelib.ids import new_job_id
 from chalicelib.jobs import Job
 from chalicelib.store import Conflict, RunIdTaken
+from localrunner.receiver import Receiver
 from tests.conftest import KEY_A, SECRET_A, body
-from tests.receiver import Receiver
 
 TENANT = "acme"
 NEW_SECRET = "whsec_TmV3U2VjcmV0Rm9yUm90YXRpb24xMjM0NTY3OA=="

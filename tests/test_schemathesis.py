@@ -16,7 +16,7 @@ import schemathesis  # a dev requirement: missing, the run must fail, not skip
 
 import app
 from chalicelib.openapi import document
-from tests.live import LiveRunner, live_runner
+from localrunner.live import LiveRunner, live_runner
 
 EXAMPLES = int(os.environ.get("JOBGATE_FUZZ_EXAMPLES") or 15)
 ROUTES = {(method.lower(), path) for path, methods in app.app.routes.items() for method in methods}

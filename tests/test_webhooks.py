@@ -13,8 +13,8 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from chalicelib import webhooks
 from chalicelib.urls import check_callback_url
+from localrunner.receiver import Receiver
 from tests.conftest import KEY_B, SECRET_A, body
-from tests.receiver import Receiver
 
 
 def submit(http, url, service="echo", input=None, key=None, **extra):  # noqa: A002

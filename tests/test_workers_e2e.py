@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 import requests
 
-from tests.live import PROJECT, LiveRunner, live_runner
-from tests.receiver import Receiver
+from localrunner.live import PROJECT, LiveRunner, live_runner
+from localrunner.receiver import Receiver
 
 WORKER_KEY = "jgw_e2e-worker-key-0123456789abcdef"
 LEASE_SECONDS = 5  # short, so a dead worker's job comes back within seconds
