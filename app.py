@@ -184,7 +184,7 @@ def delete_job(rt: Runtime, request: Request, tenant: Tenant, jobId: str) -> Res
 @endpoint("/v1/jobs/{jobId}/cancel", ["POST"])
 def cancel_job(rt: Runtime, request: Request, tenant: Tenant, jobId: str) -> Response:  # noqa: N803
     job, was_running = rt.api.cancel(tenant, jobId)
-    rt.after_end(job)
+    rt.ends.after_end(job)
     return render(request, 202 if was_running else 200,
                   rt.api.resource(job, base_url(request)).dump())
 
@@ -198,7 +198,7 @@ def list_deliveries(rt: Runtime, request: Request, tenant: Tenant, jobId: str) -
 @endpoint("/v1/jobs/{jobId}/deliveries", ["POST"])
 def redeliver(rt: Runtime, request: Request, tenant: Tenant, jobId: str) -> Response:  # noqa: N803
     job, before = rt.api.redeliver(tenant, jobId)
-    rt.redeliver(job, before)
+    rt.ends.redeliver(job, before)
     return render(request, 202, rt.api.resource(job, base_url(request)).dump())
 
 
@@ -357,12 +357,13 @@ JOBS_BATCH_SIZE = 1
 @app.on_sqs_message(queue=f"{PREFIX}-jobs", batch_size=JOBS_BATCH_SIZE)
 def run_jobs(event: SQSEvent) -> dict[str, Any]:
     from chalicelib import batch
+    from chalicelib.records import lambda_time_left
 
     rt = runtime.get()
     return batch.process(  # Lambda's time left, measured as each record starts
         event.to_dict(),
-        lambda r: rt.handle_job_record(r, runtime.lambda_time_left(event.context)),
-        rt.dispatcher, rt.queue_url)
+        lambda r: rt.records.handle_job_record(r, lambda_time_left(event.context)),
+        rt.dispatcher, rt.records.queue_url)
 
 
 @app.on_sqs_message(queue=f"{PREFIX}-jobs-dlq", batch_size=10)
@@ -370,7 +371,8 @@ def fail_dead_jobs(event: SQSEvent) -> dict[str, Any]:
     from chalicelib import batch
 
     rt = runtime.get()
-    return batch.process(event.to_dict(), rt.handle_dead_job, rt.dispatcher, rt.queue_url)
+    return batch.process(event.to_dict(), rt.records.handle_dead_job, rt.dispatcher,
+                         rt.records.queue_url)
 
 
 @app.on_sqs_message(queue=f"{PREFIX}-callbacks", batch_size=10)
@@ -378,7 +380,8 @@ def deliver_callbacks(event: SQSEvent) -> dict[str, Any]:
     from chalicelib import batch
 
     rt = runtime.get()
-    return batch.process(event.to_dict(), rt.handle_callback_record, rt.dispatcher, rt.queue_url)
+    return batch.process(event.to_dict(), rt.records.handle_callback_record, rt.dispatcher,
+                         rt.records.queue_url)
 
 
 @app.on_sqs_message(queue=f"{PREFIX}-callbacks-dlq", batch_size=10)
@@ -386,7 +389,8 @@ def fail_dead_callbacks(event: SQSEvent) -> dict[str, Any]:
     from chalicelib import batch
 
     rt = runtime.get()
-    return batch.process(event.to_dict(), rt.handle_dead_callback, rt.dispatcher, rt.queue_url)
+    return batch.process(event.to_dict(), rt.records.handle_dead_callback, rt.dispatcher,
+                         rt.records.queue_url)
 
 
 # Every minute: Jobgate/WorkerJobsWaiting per worker service, for scaling workers on it

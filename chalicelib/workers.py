@@ -3,7 +3,7 @@ complete, fail, and the watchdog that notices a lapsed lease when no worker come
 
 The lifecycle is the Lambda jobs' one: the webhook event is rendered with the terminal
 write (JobView.with_event) and what follows an end (webhook, next job of a chain) is
-Runtime.after_end. Who notices a lapsed lease: any claim of that service (the claim index
+after_end.AfterEnd. Who notices a lapsed lease: any claim of that service (the claim index
 sorts running jobs by their lease's end, so a lapsed one is due at once), and, when no
 worker polls, the job's watchdog message on the jobs queue, which the claim sends and the
 job Lambda re-hides (ChangeMessageVisibility) until the lease or the run deadline ends."""
@@ -336,7 +336,7 @@ class WorkerApi:
             self.rt.blobs.delete(values.get("logKey"))
             current = lost.job
             if current is not None and current.terminal:
-                self.rt.after_end(current, fresh=False)  # its ender may have died before it
+                self.rt.ends.after_end(current, fresh=False)  # its ender may have died before it
             if key is None:
                 raise
             self._refused(current, key, token, now)
@@ -345,7 +345,7 @@ class WorkerApi:
         if status == SUCCEEDED and ended.started_at is not None:
             telemetry.metric("JobDuration", round(now - ended.started_at, 3), "Seconds",
                              JobService=job.service)
-        self.rt.after_end(ended)
+        self.rt.ends.after_end(ended)
         return ended
 
     def _final_log(self, job: Job, token: str, lines: list[str]) -> dict[str, Any]:
@@ -427,7 +427,7 @@ class WorkerApi:
         if job is None or job.expired(now) or job.status == QUEUED:
             return  # nothing to watch: a claim sends a new watchdog
         if job.terminal:
-            self.rt.after_end(job, fresh=False)  # a crash may have come between end and this
+            self.rt.ends.after_end(job, fresh=False)  # a crash may have come between end and this
             return
         if leases.lapsed(job, now):
             self.expire(job, now)

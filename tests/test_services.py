@@ -155,7 +155,7 @@ def test_declaration_mistakes_are_refused() -> None:
 
 
 def test_the_function_timeout_is_one_figure_in_code_and_config() -> None:
-    from chalicelib.runtime import lambda_time_left
+    from chalicelib.records import lambda_time_left
     from chalicelib.services import (
         END_MARGIN_SECONDS,
         JOB_FUNCTION_TIMEOUT_SECONDS,

@@ -324,7 +324,7 @@ def test_the_watchdog_returns_or_fails_a_job_whose_worker_died(env, http, clock)
     clock.now += 1
     report(http, job_id, "heartbeat", first["leaseToken"])  # alive, then dead
     clock.now += 61
-    env.rt.handle_job_record(job_record(env.rt, job_id))  # the job Lambda, as SQS delivers it
+    env.rt.records.handle_job_record(job_record(env.rt, job_id))  # the job Lambda, as SQS delivers it
     seen = job(http, job_id)
     assert seen["status"] == "queued" and seen["error"]["code"] == "lease_expired"
 
@@ -332,13 +332,13 @@ def test_the_watchdog_returns_or_fails_a_job_whose_worker_died(env, http, clock)
     clock.now += 1
     report(http, job_id, "heartbeat", second["leaseToken"])
     clock.now += 61
-    env.rt.handle_job_record(job_record(env.rt, job_id))
+    env.rt.records.handle_job_record(job_record(env.rt, job_id))
     final = job(http, job_id)
     assert final["status"] == "failed" and final["error"]["code"] == "lease_expired"
     events = [json.loads(json.loads(m["Body"])["event"]) for m in env.messages("callbacks")]
     assert [e["data"]["status"] for e in events] == ["failed"]
     # the message of a finished job is dropped (and a lost webhook re-queued, once)
-    env.rt.handle_job_record(job_record(env.rt, job_id))
+    env.rt.records.handle_job_record(job_record(env.rt, job_id))
 
 
 def test_the_watchdog_replaces_its_message_before_the_receive_limit(env, http, clock):
@@ -410,7 +410,7 @@ def test_an_attempt_ends_at_the_maximum_runtime(env, http, clock):
     clock.now += 21
     late = report(http, job_id, "heartbeat", c["leaseToken"])
     assert late.status_code == 409 and error_code(late) == "lease_lost"
-    env.rt.handle_job_record(job_record(env.rt, job_id))
+    env.rt.records.handle_job_record(job_record(env.rt, job_id))
     seen = job(http, job_id)
     assert seen["status"] == "queued" and seen["error"]["code"] == "timed_out"
 
