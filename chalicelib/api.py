@@ -3,12 +3,9 @@ Routes in app.py only translate HTTP to these calls and their answers back to HT
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
-import math
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,22 +15,23 @@ from pydantic import ValidationError
 
 from . import services, telemetry
 from .attributes import apply
-from .errors import ApiError, bad_request, conflict, not_found, validation_error
+from .cursors import Cursors
+from .errors import ApiError, bad_request, conflict, not_found, unavailable, validation_error
 from .ids import is_job_id, new_job_id
 from .jobs import CANCELED, QUEUED, STATUSES, Job, holds_place, presign_seconds
-from .limits import MAX_SUBMITTED_ITEM, storable_number
 from .models import JobResource, SubmitRequest
 from .newjob import queued_job
 from .objectkeys import content_key
 from .ports import BlobPort, Conflict, JobStorePort, QueuePort, RunIdTaken, Unavailable
+from .quotas import ActiveJobs
 from .settings import Settings
+from .storable import INLINE_CONTENT_LIMIT, check_item_size, check_storable, request_values
 from .urls import check_callback_url
 from .views import JobView
 
 if TYPE_CHECKING:
     from .tenants import Tenant
 
-INLINE_CONTENT_LIMIT = 64 * 1024
 REQUEUE_AFTER_SECONDS = 30.0
 
 
@@ -41,10 +39,6 @@ REQUEUE_AFTER_SECONDS = 30.0
 class Submitted:
     job: Job
     replayed: bool
-
-
-def unavailable(message: str, retry_after: int = 5) -> ApiError:
-    return ApiError(503, "unavailable", message, headers={"Retry-After": str(retry_after)})
 
 
 class JobsApi:
@@ -59,7 +53,7 @@ class JobsApi:
         self.view = view
         self.active = ActiveJobs(store, clock)
         self.sleep, self.monotonic = time.sleep, time.monotonic  # replaceable in tests
-        self._secret = cursor_secret
+        self.cursors = Cursors(cursor_secret)
         self._item_size = item_size
         self.clock = clock
 
@@ -101,7 +95,7 @@ class JobsApi:
         content_type: str | None = None,
     ) -> Submitted:
         service = self.service_for(req.service)
-        _check_storable(_request_values(req))  # before anything below walks the values
+        check_storable(request_values(req))  # before anything below walks the values
         self.validate_input(service, req.input, variables=req.variables)
         if service.content_required and not content:
             raise validation_error([{"loc": ("content",), "msg": "a document is required",
@@ -132,7 +126,7 @@ class JobsApi:
         )
         if content is not None and len(content) <= INLINE_CONTENT_LIMIT:
             job.content_inline = content
-        _check_item_size(self._item_size(job))
+        check_item_size(self._item_size(job))
         self._check_capacity(tenant, job.job_id)
         try:
             if content is not None:
@@ -270,45 +264,13 @@ class JobsApi:
             raise bad_request("limit must be an integer 1-100", "invalid_parameter") from None
         if not 1 <= limit <= 100:
             raise bad_request("limit must be an integer 1-100", "invalid_parameter")
-        after = self._read_cursor(params["cursor"], tenant.name, status, service) \
+        after = self.cursors.read(params["cursor"], tenant.name, status, service) \
             if params.get("cursor") else None
         page = self.store.list(tenant.name, self.clock(), status=status, service=service,
                                limit=limit, after=after)
-        cursor = self._make_cursor(page.last_job_id, tenant.name, status, service) \
+        cursor = self.cursors.make(page.last_job_id, tenant.name, status, service) \
             if page.last_job_id else None
         return page.jobs, cursor
-
-    def _cursor_signature(self, payload: bytes, tenant: str) -> bytes:
-        """Over the tenant and the payload (job ID and filters): a cursor is good for one
-        tenant's one query only."""
-        try:
-            key = self._secret() if callable(self._secret) else self._secret
-        except Unavailable as exc:
-            raise unavailable(f"listing cursors are unavailable ({exc.code})") from None
-        message = json.dumps(["jobgate-cursor/1", tenant]).encode() + b"\n" + payload
-        return hmac.new(key, message, hashlib.sha256).digest()[:16]
-
-    def _make_cursor(self, job_id: str, tenant: str, status: str | None,
-                     service: str | None) -> str:
-        payload = json.dumps([job_id, status, service], separators=(",", ":")).encode()
-        sig = self._cursor_signature(payload, tenant)
-        return base64.urlsafe_b64encode(sig + payload).decode().rstrip("=")
-
-    def _read_cursor(self, cursor: str, tenant: str, status: str | None,
-                     service: str | None) -> str:
-        try:
-            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-            sig, payload = raw[:16], raw[16:]
-            if not hmac.compare_digest(sig, self._cursor_signature(payload, tenant)):
-                raise ValueError("signature")  # forged, tampered, or another tenant's
-            job_id, c_status, c_service = json.loads(payload)
-            if not isinstance(job_id, str):
-                raise TypeError("job id")
-        except (ValueError, TypeError):
-            raise bad_request("invalid cursor", "invalid_cursor") from None
-        if (c_status, c_service) != (status, service) or not is_job_id(job_id):
-            raise bad_request("the cursor belongs to another query", "invalid_cursor")
-        return job_id
 
     # -- changes -----------------------------------------------------------------------
     def cancel(self, tenant: Tenant, job_id: str) -> tuple[Job, bool]:
@@ -380,108 +342,6 @@ class JobsApi:
                 return self.blobs.presign(job.log_key, self.settings.presign_max_seconds), ""
             return None, data.decode("utf-8", "replace")
         return None, job.log_inline or ""
-
-
-class ActiveJobs:
-    """A tenant's queued + running jobs, counted on the status index at most every
-    `ttl` seconds per container, plus the submits this container made since."""
-
-    def __init__(self, store: JobStorePort, clock: Callable[[], float], ttl: float = 5.0):
-        self._store, self._clock, self._ttl = store, clock, ttl
-        self._seen: dict[str, tuple[float, int]] = {}
-        self._lock = threading.Lock()
-        self._reading: dict[str, threading.Lock] = {}
-
-    def count(self, tenant: str, cap: int) -> int:
-        """One read per tenant and `ttl`, however many requests run at once: one of them
-        reads (the figure is stamped when the read ends); the others use the stale figure
-        meanwhile, or wait for the first read when there is none yet."""
-        hit = self._seen.get(tenant)
-        if hit is not None and self._clock() - hit[0] < self._ttl:
-            return hit[1]
-        with self._lock:
-            gate = self._reading.setdefault(tenant, threading.Lock())
-        if hit is not None and not gate.acquire(blocking=False):
-            return hit[1]
-        if hit is None:
-            gate.acquire()
-        try:
-            hit = self._seen.get(tenant)
-            if hit is None or self._clock() - hit[0] >= self._ttl:
-                count = self._store.count_active(tenant, cap, self._clock())
-                hit = (self._clock(), count)
-                self._seen[tenant] = hit
-            return hit[1]
-        finally:
-            gate.release()
-
-    def added(self, tenant: str) -> None:
-        if tenant in self._seen:
-            at, n = self._seen[tenant]
-            self._seen[tenant] = (at, n + 1)
-
-
-MAX_DEPTH = 30  # DynamoDB nests documents at most 32 levels (the item and input use 2)
-
-
-def _request_values(req: SubmitRequest) -> dict[str, Any]:
-    """Every caller-supplied value the job item will hold, as stored (item attribute names)."""
-    return {"input": req.input, "variables": req.variables, "runId": req.run_id,
-            "callbackUrl": req.callback_url,
-            "chain": [{"service": s.service, "input": s.input, "variables": s.variables}
-                      for s in req.chain]}
-
-
-def _check_storable(values: dict[str, Any]) -> None:
-    """Reject, as 422, values DynamoDB cannot hold; they would otherwise surface as a 503.
-    Iterative, so no nesting depth can exhaust the stack before the depth rule answers."""
-    stack: list[tuple[Any, tuple[Any, ...]]] = [(v, (k,)) for k, v in values.items()]
-    while stack:
-        value, loc = stack.pop()
-        if len(loc) > MAX_DEPTH:
-            raise _unstorable(loc[:MAX_DEPTH + 1], "nested too deeply")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise _unstorable(loc, "NaN and Infinity cannot be stored")
-        if isinstance(value, int | float) and not isinstance(value, bool) \
-                and not storable_number(value):
-            raise _unstorable(loc, "numbers have at most 38 significant digits and a "
-                                   "magnitude between 1e-130 and 1e126")
-        if isinstance(value, str) and not _encodable(value):
-            raise _unstorable(loc, "not valid Unicode (lone surrogate)")
-        if isinstance(value, dict):
-            for k, v in value.items():
-                if not k:
-                    raise _unstorable(loc, "object keys must not be empty")
-                if not _encodable(k):
-                    raise _unstorable(loc, "object keys must be valid Unicode (lone surrogate)")
-                stack.append((v, (*loc, k)))
-        elif isinstance(value, list):
-            stack.extend((v, (*loc, i)) for i, v in enumerate(value))
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _check_item_size(size: int) -> None:
-    """413 when the job item, as it will be written (`size` bytes), leaves too little room
-    for what its lifecycle adds later (limits.LIFECYCLE_RESERVE): such a job could be
-    accepted and then be neither run nor canceled."""
-    if size > MAX_SUBMITTED_ITEM:
-        raise ApiError(413, "payload_too_large",
-                       f"the job (input, variables, chain, inline document) takes {size} bytes; "
-                       f"at most {MAX_SUBMITTED_ITEM} (send large documents to "
-                       "/v1/services/{service}/jobs, where documents over "
-                       f"{INLINE_CONTENT_LIMIT} bytes are kept outside the job)")
-
-
-def _unstorable(loc: tuple[Any, ...], msg: str) -> ApiError:
-    return validation_error([{"loc": loc, "msg": msg, "type": "unstorable"}],
-                            "the request cannot be stored")
 
 
 def _request_hash(req: SubmitRequest, content: bytes | None) -> str:

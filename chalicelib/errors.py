@@ -39,3 +39,8 @@ def validation_error(errors: Sequence[Mapping[str, Any]], message: str = "input 
         for e in errors
     ]
     return ApiError(422, "validation_error", message, details)
+
+
+def unavailable(message: str, retry_after: int = 5) -> ApiError:
+    """A backing service did not answer (503): try again after `retry_after` seconds."""
+    return ApiError(503, "unavailable", message, headers={"Retry-After": str(retry_after)})

@@ -872,7 +872,7 @@ def test_prod_policy_grants_every_call_of_a_full_lifecycle_and_little_more(
     with deployed(stack, JOBGATE_ALLOW_PRIVATE_CALLBACKS="true") as d:
         import boto3
 
-        secret = d.rt.api._secret  # the stage's secret, read on the first paged listing
+        secret = d.rt.api.cursors.secret  # the stage's secret, read on the first paged listing
         secret.client = boto3.client("secretsmanager", region_name=REGION)
         recorder.attach(d.rt.clients.dynamodb, d.rt.clients.sqs, d.rt.clients.s3, secret.client)
         presigned = run_lifecycle(d, webhook_receiver)

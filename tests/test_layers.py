@@ -20,7 +20,8 @@ AWS = ("boto3", "botocore")
 # What runs a job's lifecycle, loaded without the AWS SDK (directly or through another
 # module): the fast tier runs them on in-memory ports, and the API's cold start is lighter.
 LOADS_NO_SDK = ["api", "worker", "workers", "callbacks", "webhooks", "jobs", "views",
-                "services", "batch", "leases", "messages", "limits", "attributes"]
+                "services", "batch", "leases", "messages", "limits", "attributes", "after_end",
+                "records", "newjob", "quotas", "cursors", "storable"]
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -296,7 +296,7 @@ def test_the_stage_secret_is_read_once_from_secrets_manager(env, http):
                                    "us-east-1")
     assert isinstance(source, cursor_secret.ManagedSecret)
     source.client = sm
-    env.rt.api._secret = source
+    env.rt.api.cursors.secret = source
     for _ in range(3):
         submit(http)
     error_of(http.get("/v1/jobs?limit=1"), 503, "unavailable")  # no such secret yet
