@@ -608,26 +608,21 @@ def purge(e: Embedded) -> None:
 def insert_jobs(e: Embedded, tenant: str, n: int, start: float) -> None:
     from chalicelib.ids import new_job_id
     from chalicelib.jobs import Job
-    from chalicelib.store import job_to_item
+    from localrunner.bulk import write_jobs
 
-    db, table = e.rt.clients.dynamodb, e.rt.settings.table_name
-    batch: list[dict[str, Any]] = []
+    jobs = []
     for i in range(n):
         created = start + i * 0.001
         job_id = new_job_id(created)
-        job = Job(tenant=tenant, job_id=job_id, service="echo", status="succeeded",
-                  created_at=created, expires_at=created + 30 * 86400, input={"n": i},
-                  attempts=1, started_at=created + 0.05, completed_at=created + 0.1,
-                  progress_percent=100.0, result_key=f"results/{tenant}/{job_id}/t",
-                  result_type="application/json", result_size=12, valid_until=created + 86400,
-                  log_inline="attempt 1 of 3 started\nsucceeded\n", log_size=40,
-                  base_url="https://jobs.example.com")
-        batch.append({"PutRequest": {"Item": job_to_item(job)}})
-        if len(batch) == 25 or i == n - 1:
-            pending = {table: batch}
-            while pending:
-                pending = db.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
-            batch = []
+        jobs.append(Job(
+            tenant=tenant, job_id=job_id, service="echo", status="succeeded",
+            created_at=created, expires_at=created + 30 * 86400, input={"n": i},
+            attempts=1, started_at=created + 0.05, completed_at=created + 0.1,
+            progress_percent=100.0, result_key=f"results/{tenant}/{job_id}/t",
+            result_type="application/json", result_size=12, valid_until=created + 86400,
+            log_inline="attempt 1 of 3 started\nsucceeded\n", log_size=40,
+            base_url="https://jobs.example.com"))
+    write_jobs(e.rt.clients.dynamodb, e.rt.settings.table_name, jobs)
 
 
 def bench_listing(e: Embedded, sizes: tuple[int, ...] = (1_000, 10_000), reads: int = 5

@@ -348,19 +348,11 @@ def test_list_pages_of_10_over_25_jobs_are_10_10_5_newest_first(env):
 def insert(env: Any, n: int, start: float, **fields: Any) -> list[str]:
     """n jobs written straight into the table (BatchWriteItem), 1 ms apart: fast enough for
     10,000, and the same items store.create writes."""
-    from chalicelib.store import job_to_item
+    from localrunner.bulk import write_jobs
 
-    db, table, ids, batch = env.rt.clients.dynamodb, env.rt.settings.table_name, [], []
-    for i in range(n):
-        job = make_job(start + i * 0.001, **fields)
-        ids.append(job.job_id)
-        batch.append({"PutRequest": {"Item": job_to_item(job)}})
-        if len(batch) == 25 or i == n - 1:
-            pending = {table: batch}
-            while pending:
-                pending = db.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
-            batch = []
-    return ids
+    jobs = [make_job(start + i * 0.001, **fields) for i in range(n)]
+    write_jobs(env.rt.clients.dynamodb, env.rt.settings.table_name, jobs)
+    return [job.job_id for job in jobs]
 
 
 @pytest.mark.parametrize("size", [1_000, 10_000])
