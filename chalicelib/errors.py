@@ -1,4 +1,4 @@
-"""The one error type routes raise; rendered as API.md's error body."""
+"""The one error type routes raise; rendered as docs/api.md's error body."""
 
 from __future__ import annotations
 

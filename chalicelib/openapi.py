@@ -1,7 +1,7 @@
 """The OpenAPI 3.1 document served at GET /openapi.json.
 
 Every body schema is generated from the pydantic models (models.py, openapi_models.py);
-only routes, parameters, status codes and headers are written here, following API.md.
+only routes, parameters, status codes and headers are written here, following docs/api.md.
 Imported lazily, by that route only: nothing heavy happens at import time, and the
 document is built once per process (then copied, with the caller's base URL).
 """

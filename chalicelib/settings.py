@@ -1,4 +1,4 @@
-"""Deployment settings, read once from the environment (API.md's settings table)."""
+"""Deployment settings, read once from the environment (docs/api.md's settings table)."""
 
 from __future__ import annotations
 

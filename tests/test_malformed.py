@@ -441,7 +441,7 @@ CORPUS = (BODIES + _auth_cases() + ID_CASES + QUERY_CASES + DOCUMENT_CASES + ROU
 
 
 def check_error(resp: Any, case: Case) -> None:
-    """A 4xx (the expected one when given) with API.md's error body, JSON or XML."""
+    """A 4xx (the expected one when given) with docs/api.md's error body, JSON or XML."""
     assert 400 <= resp.status_code < 500, (resp.status_code, resp.body[:300])
     if case.status is not None:
         assert resp.status_code == case.status, (resp.status_code, resp.body[:300])

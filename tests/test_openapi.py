@@ -1,5 +1,5 @@
 """The OpenAPI document: a valid OpenAPI 3.1, generated from the pydantic models, covering
-every route of app.py and API.md; and real answers (Chalice's test client on moto) match it."""
+every route of app.py and docs/api.md; and real answers (Chalice's test client on moto) match it."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ BASE = "https://jobs.example.com/api"
 ERROR_REF = "#/components/schemas/ErrorBody"
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 
-# API.md's routes: the document must hold exactly these operations.
+# docs/api.md's routes: the document must hold exactly these operations.
 API_MD = {
     ("post", "/v1/jobs"), ("get", "/v1/jobs"), ("post", "/v1/services/{service}/jobs"),
     ("get", "/v1/jobs/{jobId}"), ("delete", "/v1/jobs/{jobId}"), ("post", "/v1/jobs/{jobId}/cancel"),
@@ -27,7 +27,7 @@ API_MD = {
     ("get", "/favicon.ico"), ("get", "/v1/results/{token}"),
     ("post", "/v1/worker/claim"), ("post", "/v1/worker/jobs/{jobId}/heartbeat"),
     ("post", "/v1/worker/jobs/{jobId}/complete"), ("post", "/v1/worker/jobs/{jobId}/fail"),
-    # compatibility routes (API.md "Compatibility routes")
+    # compatibility routes (docs/api.md "Compatibility routes")
     ("get", "/hop/asyncRun"), ("post", "/hop/asyncRun"), ("get", "/hop/asyncStatus"),
     ("post", "/hop/asyncStatus"), ("get", "/async/v1/requests/{requestId}"),
     ("get", "/async/v1/requests/{requestId}/response"), ("get", "/api/system/jobs"),

@@ -1,5 +1,5 @@
 """The job lifecycle routes through the real Chalice app on moto: submit, read, list, result,
-log, cancel, delete, services, XML, and every error answer of API.md that applies, with its
+log, cancel, delete, services, XML, and every error answer of docs/api.md that applies, with its
 error body. Time is moved by replacing the API's clock; the worker runs via env.run_queue()."""
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def record(env: Any, job_id: str) -> Any:
 
 
 def error_of(resp: Any, status: int, code: str | None = None) -> dict[str, Any]:
-    """Assert API.md's error shape and return the inner error object."""
+    """Assert docs/api.md's error shape and return the inner error object."""
     assert resp.status_code == status, (resp.status_code, resp.body)
     assert resp.headers.get("Content-Type", "").startswith("application/json"), resp.headers
     data = body(resp)

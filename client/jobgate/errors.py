@@ -1,4 +1,4 @@
-"""Typed errors: one class per HTTP status of API.md's error table, all `JobgateError`."""
+"""Typed errors: one class per HTTP status of docs/api.md's error table, all `JobgateError`."""
 
 from __future__ import annotations
 
@@ -140,7 +140,7 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 def error_for(status: int, body: Any, headers: dict[str, str]) -> JobgateError:
-    """The typed error for an answer, from API.md's error body when there is one."""
+    """The typed error for an answer, from docs/api.md's error body when there is one."""
     code, message, details = f"http_{status}", "", []
     if isinstance(body, dict):
         err = body.get("error")
