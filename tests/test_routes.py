@@ -1047,3 +1047,18 @@ def test_xml_submit_with_xml_answer(env, http):
     bad = http.request("POST", "/v1/jobs", body=b"<job><service>sleep</service><input><seconds>-1"
                        b"</seconds></input></job>", headers={"Content-Type": "application/xml"})
     assert "seconds" in [loc[-1] for loc in detail_locs(error_of(bad, 422, "validation_error"))]
+
+
+def test_a_bug_in_a_route_is_a_500_with_our_body_and_a_logged_traceback(env, http, caplog):
+    """A programming error (not bad input, not AWS down) answers 500 with our error body, no
+    Retry-After, and its traceback in the log."""
+    def broken(tenant, job_id):
+        raise KeyError("a bug")
+
+    env.rt.api.get = broken
+    with caplog.at_level("ERROR", logger="jobgate"):
+        resp = http.get(f"/v1/jobs/{UNKNOWN_ID}")
+    err = error_of(resp, 500, "internal_error")
+    assert "a bug" not in err["message"] and "Retry-After" not in resp.headers
+    logged = [r for r in caplog.records if r.exc_info and r.exc_info[0] is KeyError]
+    assert logged, [r.getMessage() for r in caplog.records]
