@@ -717,6 +717,15 @@ class SqsView:
         everything = "All" in AttributeNames
         return {"Attributes": {k: v for k, v in attrs.items() if everything or k in AttributeNames}}
 
+    def set_queue_attributes(self, QueueUrl: str, Attributes: dict[str, str]  # noqa: N803
+                             ) -> dict[str, Any]:
+        """VisibilityTimeout only (what the tests change)."""
+        unknown = set(Attributes) - {"VisibilityTimeout"}
+        if unknown:
+            raise NotImplementedError(f"memory queues cannot set {sorted(unknown)}")
+        self.queues.queue(QueueUrl).visibility = int(Attributes["VisibilityTimeout"])
+        return {}
+
     def get_queue_url(self, QueueName: str) -> dict[str, Any]:  # noqa: N803
         return {"QueueUrl": self.queues.url_of(QueueName)}
 

@@ -104,19 +104,54 @@ def stall_receives(sqs: Any, seconds: float) -> None:
                              lambda **_: time.sleep(seconds), unique_id="test-stall-receives")
 
 
+# The two tiers (README.md "Testing"). A module or test marked `fast` runs on the in-memory
+# adapters (chalicelib/memory.py, no moto), unless it is also marked `moto` (it needs moto's
+# own clients: presigned downloads, botocore event hooks, worker services' DynamoDB). Every
+# other test is given the `moto` mark here. The fast tier, `make test-fast`, is
+# `-m "not moto and not slow"`; the second tier, `-m "moto or slow"`, adds the memory tests
+# marked `slow` (they wait on the wall clock: retry intervals, deadlines).
+# JOBGATE_TEST_BACKEND=moto runs the memory tests on moto instead (the adapters' parity).
+BACKEND = os.environ.get("JOBGATE_TEST_BACKEND", "")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("fast") is None:
+            item.add_marker(pytest.mark.moto)
+
+
+def on_moto(request: pytest.FixtureRequest) -> bool:
+    return BACKEND == "moto" or request.node.get_closest_marker("moto") is not None
+
+
+TENANTS = [("acme", KEY_A, SECRET_A), ("bobco", KEY_B, SECRET_B)]
+SETTINGS = {"JOBGATE_ALLOW_PRIVATE_CALLBACKS": "true"}
+
+
 @pytest.fixture
-def env() -> Iterator[Env]:
+def env(request: pytest.FixtureRequest) -> Iterator[Env]:
+    from chalicelib import runtime
+
+    if not on_moto(request):
+        from chalicelib.memory import build_runtime
+
+        rt, aws = build_runtime(SETTINGS, "jobgate-test", jobs_visibility=30, tenants=TENANTS)
+        runtime.set_current(rt)
+        try:
+            yield Env(rt, dict(aws.urls))
+        finally:
+            runtime.set_current(None)
+        return
+
     from moto import mock_aws
 
-    from chalicelib import runtime
     from chalicelib.connections import create_clients
     from localrunner.provision import local_runtime
 
     with mock_aws():
         rt, names = local_runtime(
-            create_clients("us-east-1"), "jobgate-test", "us-east-1",
-            [("acme", KEY_A, SECRET_A), ("bobco", KEY_B, SECRET_B)],
-            {"JOBGATE_ALLOW_PRIVATE_CALLBACKS": "true"}, jobs_visibility=30)
+            create_clients("us-east-1"), "jobgate-test", "us-east-1", TENANTS, dict(SETTINGS),
+            jobs_visibility=30)
         if STALL_RECEIVES:
             stall_receives(rt.clients.sqs, STALL_RECEIVES)
         queues = {"jobs": names["JOBGATE_JOBS_QUEUE_URL"], "jobs_dlq": names["JOBGATE_JOBS_DLQ_URL"],
