@@ -27,21 +27,20 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml client/
 run: .venv
 	$(PY) -m localrunner
 
-# Two tiers (README.md "Testing"): the lifecycle on the in-memory adapters, then moto's.
-FAST_TIER := -m "not moto and not slow"
-MOTO_TIER := -m "moto or slow"
+# Two tiers (README.md "Testing", tests/conftest.py): the lifecycle on the in-memory
+# adapters, then everything on moto (and the memory tests that wait on the clock).
 timed = start=$$(date +%s); $(2); rc=$$?; \
 	echo "== $(1) tier: $$(( $$(date +%s) - start )) s (exit $$rc)"; exit $$rc
 
 test: .venv
 	$(PY) -m ruff check .
 	$(PY) -m mypy  # strict; files and settings in pyproject.toml (cached: seconds)
-	@$(call timed,fast (memory),$(PY) -m pytest -q $(FAST_TIER))
-	@$(call timed,moto,$(PY) -m pytest -q $(MOTO_TIER))
+	@$(call timed,fast (memory),$(PY) -m pytest -q --tier fast)
+	@$(call timed,moto,$(PY) -m pytest -q --tier moto)
 
 # The fast tier alone: under 30 s on 2 cores.
 test-fast: .venv
-	@$(call timed,fast (memory),$(PY) -m pytest -q $(FAST_TIER))
+	@$(call timed,fast (memory),$(PY) -m pytest -q --tier fast)
 
 lint: .venv
 	$(PY) -m ruff check .

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -109,9 +110,33 @@ def stall_receives(sqs: Any, seconds: float) -> None:
 # own clients: presigned downloads, botocore event hooks, worker services' DynamoDB). Every
 # other test is given the `moto` mark here. The fast tier, `make test-fast`, is
 # `-m "not moto and not slow"`; the second tier, `-m "moto or slow"`, adds the memory tests
-# marked `slow` (they wait on the wall clock: retry intervals, deadlines).
+# marked `slow` (they wait on the wall clock: retry intervals, deadlines); `--tier fast` or
+# `--tier moto` picks one (the Makefile's way).
 # JOBGATE_TEST_BACKEND=moto runs the memory tests on moto instead (the adapters' parity).
 BACKEND = os.environ.get("JOBGATE_TEST_BACKEND", "")
+
+
+TIERS = {"fast": "not moto and not slow", "moto": "moto or slow"}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--tier", choices=sorted(TIERS),
+                     help="one tier: fast (memory adapters) or moto (the rest); default both")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    tier = config.getoption("--tier")
+    if tier:
+        config.option.markexpr = TIERS[tier]
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """The fast tier does not even import a test module with no `fast` mark (importing
+    them all, moto and browsers included, took longer than running the tier)."""
+    if config.getoption("--tier") != "fast" or collection_path.suffix != ".py" \
+            or not collection_path.name.startswith("test_"):
+        return None
+    return "pytest.mark.fast" not in collection_path.read_text(encoding="utf-8")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
