@@ -575,9 +575,11 @@ class MemoryTenants:
     store.py, which needs boto3). Nothing is cached: a revoke works at once."""
 
     def __init__(self) -> None:
-        self._tenants: dict[str, Tenant] = {}
+        self._by_name: dict[str, Tenant] = {}
         self._keys: dict[str, tuple[str, KeyInfo]] = {}  # digest -> (tenant, its listing)
         self._audit: dict[str, list[dict[str, Any]]] = {}
+        # TenantStore's cache, by its name (tests clear it): nothing is cached here.
+        self._tenants: dict[str, Any] = {}
         self._lock = threading.Lock()
 
     def put_tenant(self, tenant: Tenant) -> None:
@@ -585,20 +587,20 @@ class MemoryTenants:
 
         check_tenant_name(tenant.name)
         with self._lock:
-            self._tenants[tenant.name] = copy.deepcopy(tenant)
+            self._by_name[tenant.name] = copy.deepcopy(tenant)
 
     def create_tenant(self, tenant: Tenant) -> None:
         from .tenants import check_tenant_name
 
         check_tenant_name(tenant.name)
         with self._lock:
-            if tenant.name in self._tenants:
+            if tenant.name in self._by_name:
                 raise StoreUnavailable("ConditionalCheckFailedException", "tenant exists")
-            self._tenants[tenant.name] = copy.deepcopy(tenant)
+            self._by_name[tenant.name] = copy.deepcopy(tenant)
 
     def get_tenant(self, name: str) -> Tenant | None:
         with self._lock:
-            return copy.deepcopy(self._tenants.get(name))
+            return copy.deepcopy(self._by_name.get(name))
 
     def get_tenant_cached(self, name: str) -> Tenant | None:
         return self.get_tenant(name)
@@ -606,7 +608,7 @@ class MemoryTenants:
     def update_tenant(self, name: str, values: dict[str, Any]) -> None:
         """Attribute names as tenants.TenantStore writes them (camelCase); None removes."""
         with self._lock:
-            tenant = self._tenants.get(name)
+            tenant = self._by_name.get(name)
             if tenant is None:
                 raise StoreUnavailable("ConditionalCheckFailedException", "no such tenant")
             names = {"".join(w.title() if i else w for i, w in enumerate(f.name.split("_"))):
