@@ -98,7 +98,8 @@ STALL_RECEIVES = float(os.environ.get("JOBGATE_TEST_STALL_RECEIVES") or 0)
 
 def stall_receives(sqs: Any, seconds: float) -> None:
     """Make every SQS receive take `seconds` longer, as on a loaded CI machine: a test that
-    depends on wall-clock timing fails under it (JOBGATE_TEST_STALL_RECEIVES=2.5)."""
+    depends on wall-clock timing fails under it (JOBGATE_TEST_STALL_RECEIVES=2.5; on the
+    memory queues too, see `env`)."""
     import time
 
     sqs.meta.events.register("before-call.sqs.ReceiveMessage",
@@ -161,6 +162,16 @@ def env(request: pytest.FixtureRequest) -> Iterator[Env]:
         from chalicelib.memory import build_runtime
 
         rt, aws = build_runtime(SETTINGS, "jobgate-test", jobs_visibility=30, tenants=TENANTS)
+        if STALL_RECEIVES:
+            receive = rt.clients.sqs.receive_message
+
+            def stalled(**kw: Any) -> Any:
+                import time
+
+                time.sleep(STALL_RECEIVES)
+                return receive(**kw)
+
+            rt.clients.sqs.receive_message = stalled
         runtime.set_current(rt)
         try:
             yield Env(rt, dict(aws.urls))
