@@ -29,14 +29,15 @@ run: .venv
 
 # Two tiers (README.md "Testing", tests/conftest.py): the lifecycle on the in-memory
 # adapters, then everything on moto (and the memory tests that wait on the clock).
-timed = start=$$(date +%s); $(2); rc=$$?; \
-	echo "== $(1) tier: $$(( $$(date +%s) - start )) s (exit $$rc)"; exit $$rc
+timed = (start=$$(date +%s); $(2); rc=$$?; \
+	echo "== $(1) tier: $$(( $$(date +%s) - start )) s (exit $$rc)"; exit $$rc)
 
 test: .venv
 	$(PY) -m ruff check .
 	$(PY) -m mypy  # strict; files and settings in pyproject.toml (cached: seconds)
-	@$(call timed,fast (memory),$(PY) -m pytest -q --tier fast)
-	@$(call timed,moto,$(PY) -m pytest -q --tier moto)
+	@$(call timed,fast (memory),$(PY) -m pytest -q --tier fast); fast=$$?; \
+	$(call timed,moto,$(PY) -m pytest -q --tier moto); moto=$$?; \
+	exit $$(( fast || moto ))  # both tiers run, whichever fails
 
 # The fast tier alone: under 30 s on 2 cores.
 test-fast: .venv
