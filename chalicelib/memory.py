@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from .runtime import Runtime
     from .store import Page
     from .tenants import KeyInfo, Tenant
+    from .workerkeys import WorkerKey
 
 # The AWS adapters' constants, repeated here so this module needs no boto3 (their modules
 # import it); tests/test_memory_adapters.py checks they stay equal.
@@ -115,7 +116,9 @@ class MemoryJobStore:
     def __init__(self) -> None:
         self._jobs: dict[tuple[str, str], Job] = {}
         self._runs: dict[tuple[str, str], tuple[str, str, float]] = {}  # jobId, hash, expiresAt
-        self._lock = threading.RLock()
+        # Item attributes that are no Job field (the lease store's logBytes, shutdowns).
+        self.extra: dict[tuple[str, str], dict[str, int]] = {}
+        self.lock = self._lock = threading.RLock()
 
     # -- reads -------------------------------------------------------------------------
     def get(self, tenant: str, job_id: str, now: float, consistent: bool = True) -> Job | None:
@@ -180,6 +183,7 @@ class MemoryJobStore:
     def forget(self, job: Job) -> None:
         with self._lock:
             self._jobs.pop((job.tenant, job.job_id), None)
+            self.extra.pop((job.tenant, job.job_id), None)
             if job.run_id:
                 self._runs.pop((job.tenant, job.run_id), None)
 
@@ -268,6 +272,7 @@ class MemoryJobStore:
             if job is None or job.status not in (SUCCEEDED, FAILED, CANCELED):
                 raise Conflict(copy.deepcopy(job))
             del self._jobs[(tenant, job_id)]
+            self.extra.pop((tenant, job_id), None)
             if job.run_id and self._runs.get((tenant, job.run_id), ("",))[0] == job_id:
                 del self._runs[(tenant, job.run_id)]
             return job
@@ -564,7 +569,8 @@ class MemoryBlobs:
         return self._url(key, {"X-Amz-Expires": str(seconds), "X-Amz-Method": "PUT"})
 
     def _url(self, key: str, params: dict[str, str]) -> str:
-        return f"https://{self.bucket}.s3.memory.invalid/{quote(key)}?{urlencode(params)}"
+        # Path style, as the local runner's S3 client addresses its bucket.
+        return f"https://s3.memory.invalid/{self.bucket}/{quote(key)}?{urlencode(params)}"
 
 
 # -- tenants -----------------------------------------------------------------------------
@@ -668,15 +674,200 @@ class MemoryTenants:
         return tenant
 
 
+# -- worker services: leases and worker keys ---------------------------------------------
+
+class MemoryLeases:
+    """leasestore.LeaseStore on a MemoryJobStore's jobs: the claim index (claimKey,
+    availableAt) and the same conditions on the lease (held: live and this token; lapsed:
+    this token and run out), scoped to the services a worker key serves."""
+
+    def __init__(self, store: MemoryJobStore):
+        self._store = store
+
+    def _due(self, claim_key: str, now: float) -> builtins.list[Job]:
+        with self._store.lock:
+            jobs = [j for j in self._store._jobs.values() if j.claim_key == claim_key
+                    and j.available_at is not None and j.available_at <= now]
+        return sorted(jobs, key=lambda j: (j.available_at or 0.0, j.job_id))
+
+    def candidates(self, claim_key: str, now: float, limit: int) -> builtins.list[tuple[str, str]]:
+        return [(j.tenant, j.job_id) for j in self._due(claim_key, now)[:limit]]
+
+    def count_due(self, claim_key: str, now: float, cap: int) -> int:
+        return min(cap, len(self._due(claim_key, now)))
+
+    def claim(self, tenant: str, job_id: str, claim_key: str, token: str, now: float,
+              until: float, deadline: float) -> Job:
+        def ok(j: Job) -> bool:
+            return (not j.expired(now) and j.attempts < j.max_attempts and j.status == QUEUED
+                    and j.claim_key == claim_key and j.available_at is not None
+                    and j.available_at <= now)
+
+        return self._store._update(tenant, job_id, ok, lambda j: dataclasses.replace(
+            j, status=RUNNING, lease_token=token, lease_until=_stored(until),
+            available_at=_stored(until), claimed_at=_stored(now), run_deadline=_stored(deadline),
+            attempts=j.attempts + 1,
+            started_at=j.started_at if j.started_at is not None else _stored(now)))
+
+    def heartbeat(self, tenant: str, job_id: str, token: str, now: float, until: float,
+                  values: dict[str, Any], variables: dict[str, str], lines: list[str],
+                  services: tuple[str, ...], check_room: bool = True) -> Job:
+        from .leasestore import LOG_ITEM_BYTES, log_bytes
+
+        size = log_bytes(lines) if lines else 0
+        extra = self._extra(tenant, job_id)
+
+        def ok(j: Job) -> bool:
+            if not (_held(j, token, now, services) and j.run_deadline is not None
+                    and j.run_deadline >= until):
+                return False
+            if lines and check_room:
+                used = extra.get("logBytes")
+                return size <= LOG_ITEM_BYTES and (used is None or used <= LOG_ITEM_BYTES - size)
+            return True
+
+        def change(j: Job) -> Job:
+            j = _changed(j, values)
+            j = dataclasses.replace(j, lease_until=_stored(until), available_at=_stored(until),
+                                    status_vars={**j.status_vars, **variables})
+            if lines:
+                j = dataclasses.replace(j, log_lines=[*j.log_lines, *lines])
+                extra["logBytes"] = extra.get("logBytes", 0) + size
+            return j
+
+        return self._store._update(tenant, job_id, ok, change)
+
+    def release(self, tenant: str, job_id: str, token: str, now: float, available_at: float,
+                code: str, message: str, lines: list[str], services: tuple[str, ...],
+                lapsed: bool = False, kept: list[str] | None = None,
+                given_back: bool = False) -> Job:
+        from .leasestore import MAX_SHUTDOWNS, fitting, log_bytes
+
+        lines = fitting(kept or [], lines)
+        extra = self._extra(tenant, job_id)
+
+        def ok(j: Job) -> bool:
+            held = (_lapsed if lapsed else _held)(j, token, now, services)
+            return held and (not given_back or extra.get("shutdowns", 0) < MAX_SHUTDOWNS)
+
+        def change(j: Job) -> Job:
+            j = _changed(dataclasses.replace(
+                j, status=QUEUED, error_code=code, error_message=message,
+                available_at=_stored(available_at)), {},
+                ("lease_token", "lease_until", "claimed_at", "run_deadline"))
+            if lines:
+                j = dataclasses.replace(j, log_lines=[*j.log_lines, *lines])
+                extra["logBytes"] = log_bytes([*(kept or []), *lines])
+            if given_back:
+                j = dataclasses.replace(j, attempts=j.attempts - 1)
+                extra["shutdowns"] = extra.get("shutdowns", 0) + 1
+            return j
+
+        return self._store._update(tenant, job_id, ok, change)
+
+    def finish(self, tenant: str, job_id: str, token: str, status: str, values: dict[str, Any],
+               now: float, services: tuple[str, ...], lapsed: bool = False) -> Job:
+        gone = tuple(f for f in ("lease_token", "lease_until", "log_lines", *CLAIM_FIELDS)
+                     if _attr(f) not in values)
+
+        def change(j: Job) -> Job:
+            for name in ("logBytes", "shutdowns"):
+                if name not in values:
+                    self._extra(tenant, job_id).pop(name, None)
+            done = dataclasses.replace(j, status=status, completed_at=_stored(now))
+            return _changed(done, values, gone)
+
+        return self._store._update(
+            tenant, job_id, lambda j: (_lapsed if lapsed else _held)(j, token, now, services),
+            change)
+
+    def set_content_key(self, tenant: str, job_id: str, key: str) -> None:
+        self._store._update(tenant, job_id, lambda j: True,
+                            lambda j: dataclasses.replace(j, content_key=key))
+
+    def drop_claim(self, tenant: str, job_id: str) -> None:
+        try:
+            self._store._update(tenant, job_id, lambda j: j.status not in (QUEUED, RUNNING),
+                                lambda j: dataclasses.replace(j, claim_key=None,
+                                                              available_at=None))
+        except Conflict:
+            pass
+
+    def _extra(self, tenant: str, job_id: str) -> dict[str, int]:
+        with self._store.lock:
+            return self._store.extra.setdefault((tenant, job_id), {})
+
+
+def _attr(field_name: str) -> str:
+    return "".join(w.title() if i else w for i, w in enumerate(field_name.split("_")))
+
+
+def _held(job: Job, token: str, now: float, services: tuple[str, ...]) -> bool:
+    return (job.status == RUNNING and job.lease_token == token and job.lease_until is not None
+            and job.lease_until >= now and (not services or job.service in services))
+
+
+def _lapsed(job: Job, token: str, now: float, services: tuple[str, ...]) -> bool:
+    return (job.status == RUNNING and job.lease_token == token and job.lease_until is not None
+            and job.lease_until < now and (not services or job.service in services))
+
+
+class MemoryWorkerKeys:
+    """workerkeys.WorkerKeyStore in a dict (digests only). Nothing is cached: a revoke
+    works at once."""
+
+    def __init__(self) -> None:
+        self._keys: dict[str, WorkerKey] = {}  # digest -> key
+        self._lock = threading.Lock()
+
+    def add(self, key: str, services: list[str], label: str = "",
+            created_at: float | None = None) -> str:
+        from .tenants import key_digest, key_id
+        from .workerkeys import WorkerKey
+
+        digest = key_digest(key)
+        with self._lock:
+            if digest in self._keys:
+                raise StoreUnavailable("TransactionCanceledException", "the key exists")
+            self._keys[digest] = WorkerKey(key_id(digest), tuple(services),
+                                           created_at or time.time(), label)
+        return key_id(digest)
+
+    def list(self) -> builtins.list[WorkerKey]:
+        with self._lock:
+            return sorted(self._keys.values(), key=lambda k: k.created_at)
+
+    def revoke(self, kid: str, now: float | None = None) -> bool:
+        with self._lock:
+            for digest, key in self._keys.items():
+                if key.key_id == kid and key.revoked_at is None:
+                    self._keys[digest] = dataclasses.replace(key, revoked_at=now or time.time())
+                    return True
+        return False
+
+    def authenticate(self, authorization: str | None) -> WorkerKey:
+        from .tenants import key_digest, unauthorized
+
+        scheme, _, value = (authorization or "").strip().partition(" ")
+        value = value.strip()
+        if scheme.lower() != "bearer" or not value:
+            raise unauthorized("worker credentials required: Authorization: Bearer <worker key>")
+        with self._lock:
+            key = self._keys.get(key_digest(value))
+        if key is None or key.revoked_at is not None:
+            raise unauthorized()
+        return key
+
+
 # -- the runtime, and boto3-shaped views for tests ---------------------------------------
 
 class NoDynamoDB:
-    """The DynamoDB client slot of a memory runtime: what still talks to DynamoDB directly
-    (worker services' leases and keys, chalicelib/workers.py) fails loudly here."""
+    """The DynamoDB client slot of a memory runtime: whatever still talks to DynamoDB
+    directly (the admin command's stores, a test reading items) fails loudly here."""
 
     def __getattr__(self, name: str) -> Any:
         raise NotImplementedError(f"DynamoDB.{name}: not available on the memory adapters "
-                                  "(worker services need the moto tier)")
+                                  "(mark the test moto)")
 
 
 class SqsView:
@@ -826,6 +1017,13 @@ def build_runtime(env: Mapping[str, str] | None = None, prefix: str = "jobgate-m
     # The Runtime's fields are typed by the AWS adapters; these satisfy the same ports.
     rt = assemble(settings, clients, cast(Any, aws.store), cast(Any, aws.blobs),
                   cast(Any, aws.dispatcher), cast(Any, aws.tenants), values)
+    # Worker services: their API built now, on the memory leases and keys.
+    from .workers import WorkerApi
+
+    workers = WorkerApi(rt)
+    workers.leases = cast(Any, MemoryLeases(aws.store))
+    workers.keys = cast(Any, MemoryWorkerKeys())
+    rt.__dict__["workers"] = workers  # Runtime.workers is a cached_property
     for name, key, secret in tenants:
         aws.tenants.put_tenant(Tenant(name=name, webhook_secrets=[secret]))
         aws.tenants.add_key(name, key, label="local")
