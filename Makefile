@@ -1,4 +1,5 @@
-# Jobgate: `make run` starts the whole service locally, `make test` runs every test.
+# Jobgate: `make run` starts the whole service locally, `make test` runs every test
+# (`make test-fast`: the fast tier alone).
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -10,7 +11,7 @@ PYTHON312 := $(shell for p in python3.12 python3.13; do \
     if command -v pyenv >/dev/null 2>&1; then v=$$(pyenv versions --bare 2>/dev/null | grep -E "^$${p#python}(\.[0-9]+)?$$" | tail -1); \
       if [ -n "$$v" ]; then echo "$$(pyenv root)/versions/$$v/bin/$$p"; exit 0; fi; fi; done)
 
-.PHONY: run test lint bench mutate clean
+.PHONY: run test test-fast lint bench mutate clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml client/pyproject.toml
 	@if [ ! -x $(PY) ]; then \
@@ -26,10 +27,24 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml client/
 run: .venv
 	$(PY) -m localrunner
 
+# Two tiers (README.md "Testing", tests/conftest.py): the lifecycle on the in-memory
+# adapters, then everything on moto (and the memory tests that wait on the clock).
+# The fast tier leaves out the pytest plugins none of its tests use (importing hypothesis and
+# schemathesis took longer than the tier's tests on a busy machine).
+FAST_TIER := --tier fast -p no:schemathesis -p no:hypothesispytest -p no:anyio
+timed = (start=$$(date +%s); $(2); rc=$$?; \
+	echo "== $(1) tier: $$(( $$(date +%s) - start )) s (exit $$rc)"; exit $$rc)
+
 test: .venv
 	$(PY) -m ruff check .
 	$(PY) -m mypy  # strict; files and settings in pyproject.toml (cached: seconds)
-	$(PY) -m pytest -q
+	@$(call timed,fast (memory),$(PY) -m pytest -q $(FAST_TIER)); fast=$$?; \
+	$(call timed,moto,$(PY) -m pytest -q --tier moto); moto=$$?; \
+	exit $$(( fast || moto ))  # both tiers run, whichever fails
+
+# The fast tier alone: under 30 s on 2 cores.
+test-fast: .venv
+	@$(call timed,fast (memory),$(PY) -m pytest -q $(FAST_TIER))
 
 lint: .venv
 	$(PY) -m ruff check .

@@ -14,7 +14,6 @@ from typing import IO, TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from .blobs import BlobInfo
-    from .capacity import QueueCapacity
     from .jobs import Job
     from .store import Page
     from .workerkeys import WorkerKey
@@ -132,12 +131,22 @@ class JobStorePort(Protocol):
     def delete(self, tenant: str, job_id: str) -> Job: ...
 
 
+class CapacityPort(Protocol):
+    """The count of jobs waiting, the back-pressure of submits (capacity.QueueCapacity)."""
+
+    def reserve(self, job_id: str, limit: int) -> tuple[bool, int]: ...
+    def release(self, job_id: str, limit: int, places: int = 1) -> int: ...
+    def repair(self, counted: int, queue_holds: int, limit: int) -> int: ...
+
+
 class QueuePort(Protocol):
     """Job and callback messages (queue.Dispatcher on SQS)."""
 
     jobs_url: str
     callbacks_url: str
-    capacity: QueueCapacity | None
+
+    @property
+    def capacity(self) -> CapacityPort | None: ...  # None: no back-pressure
 
     def send_job(self, tenant: str, job_id: str, service: str | None = None,
                  delay: int = 0) -> None: ...

@@ -101,6 +101,13 @@ def build(settings: Settings, clients: Clients, env: Mapping[str, str] | None = 
     dispatcher = Dispatcher(clients.sqs, settings.jobs_queue_url, settings.callbacks_queue_url,
                             capacity=QueueCapacity(clients.dynamodb, settings.table_name))
     tenants = TenantStore(clients.dynamodb, settings.table_name)
+    return assemble(settings, clients, store, blobs, dispatcher, tenants, env)
+
+
+def assemble(settings: Settings, clients: Clients, store: JobStore, blobs: BlobStore,
+             dispatcher: Dispatcher, tenants: TenantStore,
+             env: Mapping[str, str] | None = None) -> Runtime:
+    """A runtime on the adapters given (build's AWS ones; chalicelib/memory.py's)."""
     secret = cursor_secret.resolve(os.environ if env is None else env, settings.region)
     view = JobView(blobs, settings, tenant_of=tenants.get_tenant_cached, stage_secret=secret)
     api = JobsApi(store, blobs, dispatcher, settings, view, secret,

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -96,26 +97,96 @@ STALL_RECEIVES = float(os.environ.get("JOBGATE_TEST_STALL_RECEIVES") or 0)
 
 def stall_receives(sqs: Any, seconds: float) -> None:
     """Make every SQS receive take `seconds` longer, as on a loaded CI machine: a test that
-    depends on wall-clock timing fails under it (JOBGATE_TEST_STALL_RECEIVES=2.5)."""
+    depends on wall-clock timing fails under it (JOBGATE_TEST_STALL_RECEIVES=2.5; on the
+    memory queues too, see `env`)."""
     import time
 
     sqs.meta.events.register("before-call.sqs.ReceiveMessage",
                              lambda **_: time.sleep(seconds), unique_id="test-stall-receives")
 
 
+# The two tiers (README.md "Testing"). A module or test marked `fast` runs on the in-memory
+# adapters (chalicelib/memory.py, no moto), unless it is also marked `moto` (it needs moto's
+# own clients: presigned downloads, botocore event hooks, worker services' DynamoDB). Every
+# other test is given the `moto` mark here. The fast tier, `make test-fast`, is
+# `-m "not moto and not slow"`; the second tier, `-m "moto or slow"`, adds the memory tests
+# marked `slow` (they wait on the wall clock: retry intervals, deadlines); `--tier fast` or
+# `--tier moto` picks one (the Makefile's way).
+# JOBGATE_TEST_BACKEND=moto runs the memory tests on moto instead (the adapters' parity).
+BACKEND = os.environ.get("JOBGATE_TEST_BACKEND", "")
+
+
+TIERS = {"fast": "not moto and not slow", "moto": "moto or slow"}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--tier", choices=sorted(TIERS),
+                     help="one tier: fast (memory adapters) or moto (the rest); default both")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    tier = config.getoption("--tier")
+    if tier:
+        config.option.markexpr = TIERS[tier]
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """The fast tier does not even import a test module with no `fast` mark (importing
+    them all, moto and browsers included, took longer than running the tier)."""
+    if config.getoption("--tier") != "fast" or collection_path.suffix != ".py" \
+            or not collection_path.name.startswith("test_"):
+        return None
+    return "pytest.mark.fast" not in collection_path.read_text(encoding="utf-8")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("fast") is None:
+            item.add_marker(pytest.mark.moto)
+
+
+def on_moto(request: pytest.FixtureRequest) -> bool:
+    return BACKEND == "moto" or request.node.get_closest_marker("moto") is not None
+
+
+TENANTS = [("acme", KEY_A, SECRET_A), ("bobco", KEY_B, SECRET_B)]
+SETTINGS = {"JOBGATE_ALLOW_PRIVATE_CALLBACKS": "true"}
+
+
 @pytest.fixture
-def env() -> Iterator[Env]:
+def env(request: pytest.FixtureRequest) -> Iterator[Env]:
+    from chalicelib import runtime
+
+    if not on_moto(request):
+        from chalicelib.memory import build_runtime
+
+        rt, aws = build_runtime(SETTINGS, "jobgate-test", jobs_visibility=30, tenants=TENANTS)
+        if STALL_RECEIVES:
+            receive = rt.clients.sqs.receive_message
+
+            def stalled(**kw: Any) -> Any:
+                import time
+
+                time.sleep(STALL_RECEIVES)
+                return receive(**kw)
+
+            rt.clients.sqs.receive_message = stalled
+        runtime.set_current(rt)
+        try:
+            yield Env(rt, dict(aws.urls))
+        finally:
+            runtime.set_current(None)
+        return
+
     from moto import mock_aws
 
-    from chalicelib import runtime
     from chalicelib.connections import create_clients
     from localrunner.provision import local_runtime
 
     with mock_aws():
         rt, names = local_runtime(
-            create_clients("us-east-1"), "jobgate-test", "us-east-1",
-            [("acme", KEY_A, SECRET_A), ("bobco", KEY_B, SECRET_B)],
-            {"JOBGATE_ALLOW_PRIVATE_CALLBACKS": "true"}, jobs_visibility=30)
+            create_clients("us-east-1"), "jobgate-test", "us-east-1", TENANTS, dict(SETTINGS),
+            jobs_visibility=30)
         if STALL_RECEIVES:
             stall_receives(rt.clients.sqs, STALL_RECEIVES)
         queues = {"jobs": names["JOBGATE_JOBS_QUEUE_URL"], "jobs_dlq": names["JOBGATE_JOBS_DLQ_URL"],

@@ -18,6 +18,8 @@ from chalicelib.store import KEEP_LAST_DELIVERIES
 from localrunner.receiver import Receiver
 from tests.conftest import body
 
+pytestmark = pytest.mark.fast  # on the in-memory adapters (tests/conftest.py)
+
 
 @pytest.fixture
 def fast(env: Any) -> Any:
@@ -205,6 +207,7 @@ class Dripper:
         self.sock.close()
 
 
+@pytest.mark.slow  # waits on the wall clock (a retry interval, a deadline)
 @pytest.mark.parametrize("where", ["headers", "body"])
 def test_a_dripping_receiver_gets_one_budget_and_fails(where: str) -> None:
     with Dripper(where) as drip:
@@ -219,6 +222,7 @@ def test_a_dripping_receiver_gets_one_budget_and_fails(where: str) -> None:
     assert 1000 <= attempt.duration_ms < 20_000, attempt
 
 
+@pytest.mark.slow  # waits on the wall clock (a retry interval, a deadline)
 def test_the_deliverer_uses_its_budget(fast: Any, http: Any) -> None:
     fast.rt.deliverer.timeout = 1.0
     with Dripper("body") as drip:
@@ -305,6 +309,7 @@ def test_stored_attempts_keep_the_first_and_the_last_n(fast: Any, http: Any) -> 
 
 # -- lastError: absent after a success, never "" ---------------------------------------------------
 
+@pytest.mark.slow  # waits on the wall clock (a retry interval, a deadline)
 def test_last_error_is_absent_after_a_success(fast: Any, http: Any) -> None:
     with Receiver([500, 200]) as rx:
         resp = http.post("/v1/jobs", {"service": "echo", "input": {}, "callbackUrl": rx.url})

@@ -13,6 +13,8 @@ import pytest
 
 from tests.conftest import KEY_B, body
 
+pytestmark = pytest.mark.fast  # on the in-memory adapters (tests/conftest.py)
+
 
 @pytest.fixture
 def background_worker(env):
@@ -56,6 +58,7 @@ def test_prefer_wait_answers_202_when_the_job_is_still_running(env, http):
     assert resp.headers["Retry-After"] and resp.headers["Location"]
 
 
+@pytest.mark.moto  # counts DynamoDB reads through a botocore event hook
 def test_prefer_wait_is_capped_at_20_and_does_not_poll_tightly(env, http):
     reads, sleeps, now = [], [], [0.0]
     env.rt.clients.dynamodb.meta.events.register(
@@ -300,6 +303,7 @@ def test_bad_xml_is_a_400_never_a_5xx(env, http, doc):
 
 # -- snapshot -------------------------------------------------------------------------------
 
+@pytest.mark.moto  # counts S3 multipart parts through a botocore event hook
 def test_snapshot_streams_a_multipart_csv(env, http):
     calls = []
     env.rt.clients.s3.meta.events.register("after-call.s3.UploadPart", lambda **kw: calls.append(1))

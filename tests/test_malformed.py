@@ -17,6 +17,8 @@ import pytest
 
 from tests.conftest import KEY_A, KEY_B, body
 
+pytestmark = pytest.mark.fast  # on the in-memory adapters (tests/conftest.py)
+
 UNKNOWN_ID = "01ARZ3NDEKTSV4RRFFQ69G5FAV"
 J, X = "application/json", "application/xml"
 
@@ -500,6 +502,7 @@ def test_the_corpus_is_large_and_covers_every_route():
     assert served - hit == set(), "routes the corpus never calls"
 
 
+@pytest.mark.moto  # includes the worker routes (worker keys in DynamoDB)
 def test_malformed_requests_answer_4xx_with_our_error_body(env, http):
     failures = []
     for case in CORPUS:
@@ -558,6 +561,7 @@ def test_a_job_over_the_bound_is_413_and_one_at_it_is_accepted(env, http):
     assert at.status_code == 202, at.body
 
 
+@pytest.mark.moto  # measures the item DynamoDB stores
 def test_a_job_at_the_bound_can_still_run_fail_its_webhooks_and_be_canceled(env, http):
     """What the lifecycle writes into the item fits in the reserve: a job accepted at the
     bound runs to its end with a full inline log and a webhook whose every attempt fails

@@ -12,6 +12,8 @@ import pytest
 
 from tests.conftest import body
 
+pytestmark = pytest.mark.fast  # on the in-memory adapters (tests/conftest.py)
+
 TENANT = "acme"
 
 

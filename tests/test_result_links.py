@@ -23,6 +23,8 @@ from tests.test_routes import (
     record,
 )
 
+pytestmark = pytest.mark.fast  # on the in-memory adapters (tests/conftest.py)
+
 LINKS = f"https://{HOST}/v1/results/"
 
 
@@ -32,6 +34,7 @@ def follow(http: Any, url: str, **kw: Any) -> Any:
     return http.get(urlsplit(url).path, key=None, **kw)
 
 
+@pytest.mark.moto  # downloads the presigned URL from moto's S3
 def test_result_url_is_our_link_and_a_holder_downloads_with_no_credentials(env, http):
     import requests
 
@@ -106,6 +109,7 @@ def test_the_webhook_event_carries_the_same_long_lived_link(env, http):
     assert event["data"]["resultUrl"] == job["resultUrl"]  # base from the job: absolute
 
 
+@pytest.mark.moto  # checks the presigned URL's S3 signature
 def test_the_link_keeps_the_stage_prefix_behind_api_gateway(env, http):
     import app as app_module
 

@@ -17,6 +17,8 @@ import pytest
 
 from tests.conftest import KEY_A, KEY_B, body
 
+pytestmark = pytest.mark.fast  # on the in-memory adapters (tests/conftest.py)
+
 TENANT = "acme"
 HOST = "jobs.example.com"
 UNKNOWN_ID = "01ARZ3NDEKTSV4RRFFQ69G5FAV"  # a well-formed ULID nobody created
@@ -762,6 +764,7 @@ def test_paging_skips_expired_jobs_but_still_visits_every_live_one(env, http):
 
 # -- result --------------------------------------------------------------------------------
 
+@pytest.mark.moto  # downloads the presigned URL from moto's S3
 def test_result_is_303_to_a_presigned_url_that_serves_the_result(env, http):
     import requests
 

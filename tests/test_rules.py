@@ -24,6 +24,8 @@ from chalicelib.store import Conflict, RunIdTaken
 from localrunner.receiver import Receiver
 from tests.conftest import KEY_A, SECRET_A, body
 
+pytestmark = pytest.mark.fast  # on the in-memory adapters (tests/conftest.py)
+
 TENANT = "acme"
 NEW_SECRET = "whsec_TmV3U2VjcmV0Rm9yUm90YXRpb24xMjM0NTY3OA=="
 
@@ -102,6 +104,7 @@ def set_tenant(env: Any, **values: Any) -> None:
     env.rt.tenants._tenants.clear()  # the deliverer's cache
 
 
+@pytest.mark.moto  # spies on SQS through a botocore event hook
 def test_the_deliverer_hides_a_failed_webhook_for_the_deployments_doubling_delays(env, http):
     env.settings(callback_retry_interval_seconds=60, callback_max_retries=5)
     delays = failing_deliveries(env, http, 4)
@@ -109,6 +112,7 @@ def test_the_deliverer_hides_a_failed_webhook_for_the_deployments_doubling_delay
     assert within(delays, [(54, 66), (108, 132), (216, 264), (432, 528)]), delays
 
 
+@pytest.mark.moto  # spies on SQS through a botocore event hook
 def test_the_tenants_own_retry_interval_wins(env, http):
     env.settings(callback_retry_interval_seconds=60, callback_max_retries=5)
     set_tenant(env, callbackRetryInterval=100)
@@ -116,12 +120,14 @@ def test_the_tenants_own_retry_interval_wins(env, http):
     assert within(delays, [(90, 110), (180, 220), (360, 440)]), delays
 
 
+@pytest.mark.moto  # spies on SQS through a botocore event hook
 def test_a_fixed_schedule_tenant_waits_its_interval_every_time(env, http):
     env.settings(callback_retry_interval_seconds=60, callback_max_retries=5)
     set_tenant(env, callbackRetryInterval=100, retrySchedule="fixed")
     assert failing_deliveries(env, http, 3) == [100, 100, 100]
 
 
+@pytest.mark.moto  # spies on SQS through a botocore event hook
 def test_after_the_last_retry_the_webhook_fails_without_another_delay(env, http):
     env.settings(callback_retry_interval_seconds=1, callback_max_retries=2)
     delays = failing_deliveries(env, http, 2)
@@ -245,6 +251,7 @@ def conflicting(monkeypatch: pytest.MonkeyPatch, env: Any, times: int) -> list[i
     return calls
 
 
+@pytest.mark.moto  # injects DynamoDB transaction conflicts
 def test_a_run_id_conflict_with_a_submit_in_flight_is_tried_again(env, monkeypatch, sleeps):
     job = make_job("run-inflight", "h1")
     calls = conflicting(monkeypatch, env, times=2)
@@ -254,6 +261,7 @@ def test_a_run_id_conflict_with_a_submit_in_flight_is_tried_again(env, monkeypat
     assert env.rt.store.get(TENANT, job.job_id, time.time()) is not None
 
 
+@pytest.mark.moto  # injects DynamoDB transaction conflicts
 def test_a_run_id_won_by_the_concurrent_submit_is_taken(env, monkeypatch, sleeps):
     winner = make_job("run-race", "h-winner")
     mine = make_job("run-race", "h-mine")
@@ -266,6 +274,7 @@ def test_a_run_id_won_by_the_concurrent_submit_is_taken(env, monkeypatch, sleeps
     assert env.rt.store.get(TENANT, mine.job_id, time.time()) is None
 
 
+@pytest.mark.moto  # injects DynamoDB transaction conflicts
 def test_a_conflict_that_never_clears_gives_up_after_six_tries(env, monkeypatch, sleeps):
     job = make_job("run-stuck", "h")
     calls = conflicting(monkeypatch, env, times=100)
@@ -403,6 +412,7 @@ def test_submit_resolves_the_host_and_refuses_a_private_answer(monkeypatch, env,
 
 # -- a revoked key: cached for 5 s at most, on a clock the test moves -----------------------------
 
+@pytest.mark.moto  # the tenant store's cache over DynamoDB
 def test_a_revoked_key_works_until_the_cache_expires_then_never(env, monkeypatch):
     from chalicelib import tenants as tenants_module
     from chalicelib.tenants import TenantStore, Unauthorized, key_digest

@@ -18,6 +18,8 @@ import pytest
 
 from tests.conftest import KEY_A, body
 
+pytestmark = pytest.mark.fast  # on the in-memory adapters (tests/conftest.py)
+
 ROOT = Path(__file__).resolve().parent.parent
 TENANT = "acme"
 
@@ -248,6 +250,7 @@ with mock_aws():
 """
 
 
+@pytest.mark.moto  # a fresh interpreter on moto (PROBE)
 def test_submits_never_import_what_only_a_handler_needs(tmp_path: Path) -> None:
     """`import app` and one submit of every service, in a fresh interpreter: the heavy
     service's dependency is imported only once its job runs."""
@@ -269,6 +272,7 @@ def test_submits_never_import_what_only_a_handler_needs(tmp_path: Path) -> None:
 
 # -- honest time ---------------------------------------------------------------------------------
 
+@pytest.mark.slow  # waits on the wall clock (a retry interval, a deadline)
 def test_a_handler_past_its_timeout_ends_timed_out_without_holding_up_its_batch(
         env: Any, http: Any, add_service: Callable[..., Any], retries: Any) -> None:
     blocker = Blocker()
@@ -304,6 +308,7 @@ def test_a_handler_past_its_timeout_ends_timed_out_without_holding_up_its_batch(
         blocker.go.set()
 
 
+@pytest.mark.slow  # waits on the wall clock (a retry interval, a deadline)
 def test_a_cooperative_handler_stops_at_its_deadline_and_the_job_ends_timed_out(
         env: Any, http: Any, add_service: Callable[..., Any]) -> None:
     from chalicelib.services import Canceled
@@ -468,6 +473,7 @@ def test_run_service_returns_what_the_job_would_show() -> None:
     assert snap.content_type == "text/csv" and snap.body.count(b"\n") == 3
 
 
+@pytest.mark.slow  # waits on the wall clock (a retry interval, a deadline)
 def test_run_service_honours_timeouts_retry_and_cancel() -> None:
     from chalicelib.services import Retry, Service
     from chalicelib.testing import run_service

@@ -19,6 +19,8 @@ from chalicelib.tenants import Tenant, check_tenant_name
 from tests.conftest import KEY_A, KEY_B, body
 from tests.test_routes import error_of, submit
 
+pytestmark = pytest.mark.fast  # on the in-memory adapters (tests/conftest.py)
+
 KEY_EU = "key-acme-eu-0123456789"
 SECRET_EU = "whsec_ZXVyb3BlYW5zZWNyZXRmb3JhY21lZXUx"
 
@@ -153,6 +155,7 @@ def _tenant_items(env: Any) -> list[dict[str, Any]]:
     return [i for i in items if i["pk"]["S"].startswith("TENANT#")]
 
 
+@pytest.mark.moto  # reads the tenant items from DynamoDB
 def test_the_tenant_store_refuses_other_names(env):
     before = _tenant_items(env)
     for name in BAD_NAMES:
@@ -164,6 +167,7 @@ def test_the_tenant_store_refuses_other_names(env):
     assert env.rt.tenants.get_tenant("x" * 64) is not None
 
 
+@pytest.mark.moto  # the admin command builds its own DynamoDB stores
 def test_the_admin_refuses_other_names(env, capsys):
     from chalicelib.admin import AdminError, TenantAdmin, main
 
@@ -194,6 +198,7 @@ def test_the_local_runner_refuses_other_names(name: str) -> None:
         ("acme-eu", "key-x-0123456789", SECRET_EU)]
 
 
+@pytest.mark.moto  # provisions on moto itself
 def test_local_runtime_refuses_other_names():
     from moto import mock_aws
 
@@ -283,6 +288,7 @@ def test_cursor_secret_is_required_outside_the_local_runner(env):
     assert key() == b"k" * 32
 
 
+@pytest.mark.moto  # reads the secret from moto's Secrets Manager
 def test_the_stage_secret_is_read_once_from_secrets_manager(env, http):
     """On AWS: JOBGATE_CURSOR_SECRET_ID names the stack's secret. One read per container;
     a failed read is a 503 for that listing and is tried again on the next."""

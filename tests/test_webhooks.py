@@ -16,6 +16,8 @@ from chalicelib.urls import check_callback_url
 from localrunner.receiver import Receiver
 from tests.conftest import KEY_B, SECRET_A, body
 
+pytestmark = pytest.mark.fast  # on the in-memory adapters (tests/conftest.py)
+
 
 def submit(http, url, service="echo", input=None, key=None, **extra):  # noqa: A002
     payload = {"service": service, "input": input or {"n": 1}, "callbackUrl": url, **extra}
@@ -62,6 +64,7 @@ def test_delivery_is_signed_per_standard_webhooks(fast, http):
     assert job["callback"]["state"] == "delivered" and job["callback"]["attempts"] == 1
 
 
+@pytest.mark.moto  # counts the delays through a botocore event hook
 def test_failing_receiver_is_retried_with_one_event_and_every_attempt_recorded(fast, http):
     hidden: list[int] = []  # the delays the handler applied (not the receiver's gaps)
     fast.rt.clients.sqs.meta.events.register(
@@ -86,6 +89,7 @@ def test_failing_receiver_is_retried_with_one_event_and_every_attempt_recorded(f
     assert job["callback"] == {**job["callback"], "state": "delivered", "attempts": 3}
 
 
+@pytest.mark.slow  # waits on the wall clock (a retry interval, a deadline)
 def test_gives_up_after_max_retries_and_is_done_with_the_message(fast, http):
     fast.settings(callback_max_retries=2)
     with Receiver([500]) as rx:
@@ -115,6 +119,7 @@ def test_tenant_policy_overrides_the_deployment_default(fast, http):
         assert len(rx.requests) == 1
 
 
+@pytest.mark.slow  # waits on the wall clock (a retry interval, a deadline)
 def test_redirect_is_a_failed_attempt_and_is_not_followed(fast, http):
     with Receiver([302, 200]) as rx:
         job_id = submit(http, rx.url)
@@ -124,6 +129,7 @@ def test_redirect_is_a_failed_attempt_and_is_not_followed(fast, http):
     assert deliveries[0]["statusCode"] == 302 and "redirect" in deliveries[0]["error"]
 
 
+@pytest.mark.slow  # waits on the wall clock (a retry interval, a deadline)
 def test_receiver_down_then_up(fast, http):
     rx = Receiver([200])  # its port is fixed, but nothing listens yet
     job_id = submit(http, rx.url)
@@ -177,6 +183,7 @@ def test_retry_schedule_is_exponential_with_bounded_jitter():
     assert {webhooks.retry_delay(1, 1, random.Random(i)) for i in range(30)} <= {1, 2}
 
 
+@pytest.mark.slow  # waits on the wall clock (a retry interval, a deadline)
 def test_crash_before_the_callback_is_queued_still_delivers_once(fast, http, monkeypatch):
     fast.rt.clients.sqs.set_queue_attributes(QueueUrl=fast.queues["jobs"],
                                              Attributes={"VisibilityTimeout": "1"})

@@ -16,6 +16,8 @@ import pytest
 from chalicelib.services import JOB_FUNCTION_TIMEOUT_SECONDS
 from tests.conftest import body
 
+pytestmark = pytest.mark.fast  # on the in-memory adapters (tests/conftest.py)
+
 TENANT = "acme"
 
 

@@ -20,6 +20,8 @@ from chalicelib.blobs import result_key
 from chalicelib.messages import JobMessage, Retry
 from tests.conftest import KEY_A, body
 
+pytestmark = pytest.mark.fast  # on the in-memory adapters (tests/conftest.py)
+
 WKEY = "jgw_test-worker-key-0123456789"
 EXPORT_KEY = "jgw_export-only-key-0123456789"
 TENANT = "acme"
@@ -441,6 +443,7 @@ def test_a_worker_key_serves_only_its_services(env, http, clock):
     assert job(http, job_id)["status"] == "running"
 
 
+@pytest.mark.moto  # scans DynamoDB for the key (stored hashed)
 def test_worker_keys_are_issued_listed_and_revoked(env, http, clock):
     from chalicelib.admin import AdminError, WorkerKeyAdmin
 
