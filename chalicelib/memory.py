@@ -712,7 +712,7 @@ class MemoryLeases:
     def heartbeat(self, tenant: str, job_id: str, token: str, now: float, until: float,
                   values: dict[str, Any], variables: dict[str, str], lines: list[str],
                   services: tuple[str, ...], check_room: bool = True) -> Job:
-        from .leasestore import LOG_ITEM_BYTES, log_bytes
+        from .leases import LOG_ITEM_BYTES, log_bytes
 
         size = log_bytes(lines) if lines else 0
         extra = self._extra(tenant, job_id)
@@ -741,7 +741,7 @@ class MemoryLeases:
                 code: str, message: str, lines: list[str], services: tuple[str, ...],
                 lapsed: bool = False, kept: list[str] | None = None,
                 given_back: bool = False) -> Job:
-        from .leasestore import MAX_SHUTDOWNS, fitting, log_bytes
+        from .leases import MAX_SHUTDOWNS, fitting, log_bytes
 
         lines = fitting(kept or [], lines)
         extra = self._extra(tenant, job_id)
