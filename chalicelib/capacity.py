@@ -22,6 +22,7 @@ import time
 import zlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from botocore.exceptions import ClientError
 
@@ -138,3 +139,102 @@ class QueueCapacity:
 
 def _home(job_id: str, shards: int) -> int:
     return zlib.crc32(job_id.encode()) % shards
+
+
+# -- the tenant quota (429): each tenant's queued + running jobs, counted ------------------
+
+def _slot_key(tenant: str, shard: int) -> dict[str, Any]:
+    return {"pk": {"S": f"SYS#active#{quote(tenant, safe=':')}#{shard}"}, "sk": {"S": "COUNT"}}
+
+
+@translating(StoreUnavailable)
+class TenantSlots:
+    """A tenant's active jobs (queued + running), counted where the quota is decided: a
+    submit takes a slot with one conditional increment (refused at the tenant's limit, so
+    exact across containers and under a burst), and the job's terminal write gives it back
+    (success, failure, cancel, dead letter: every end is a conditional write of the store,
+    and only the write that ends the job releases). The job item records the shard of its
+    slot (`slot`), so the release is one write on that shard; a job without one (a chain's
+    next job, a job from before the counter) holds none.
+
+    The count is split over SHARDS items per tenant like the queue's (5,000 submits and
+    5,000 ends a second of one tenant stay under a partition's 1,000 writes a second), the
+    limit over the shards in use. A slot whose release was lost (a process that died between
+    the terminal write and the release) or whose job expired before it ended is found when
+    the tenant's submits are refused: `repair` compares the count with the jobs the status
+    index holds, and gives back what two looks REPAIR_AFTER apart both showed too many."""
+
+    def __init__(self, client: DynamoDBClient, table: str,
+                 clock: Callable[[], float] = time.monotonic):
+        self._db, self._table, self._clock = client, table, clock
+        self._writing = threading.Lock()  # see QueueCapacity: moto is not atomic across threads
+        self._lock = threading.Lock()
+        self._suspect: dict[str, tuple[float, int]] = {}
+
+    def reserve(self, tenant: str, job_id: str, limit: int) -> tuple[int | None, int]:
+        """(the shard whose slot the job took, None when the tenant is at its limit; the
+        count seen when refused)."""
+        caps = shard_caps(limit)
+        start = _home(job_id, len(caps))
+        seen = 0
+        for i in range(len(caps)):
+            shard = (start + i) % len(caps)
+            if caps[shard] <= 0:
+                continue
+            try:
+                self._update(
+                    Key=_slot_key(tenant, shard),
+                    UpdateExpression="SET n = if_not_exists(n, :zero) + :one",
+                    ConditionExpression="attribute_not_exists(n) OR n < :cap",
+                    ExpressionAttributeValues={":zero": {"N": "0"}, ":one": {"N": "1"},
+                                               ":cap": {"N": str(caps[shard])}},
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+                return shard, 0
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != _CHECK_FAILED:
+                    raise
+                item: dict[str, Any] = exc.response.get("Item", {})  # type: ignore[assignment]
+                seen += int(item.get("n", {}).get("N", "0"))
+        return None, seen
+
+    def release(self, tenant: str, shard: int) -> bool:
+        """Give one slot back on `shard` (never below zero): whether one was."""
+        try:
+            self._update(Key=_slot_key(tenant, shard), UpdateExpression="SET n = n - :one",
+                         ConditionExpression="n > :zero",
+                         ExpressionAttributeValues={":zero": {"N": "0"}, ":one": {"N": "1"}})
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != _CHECK_FAILED:
+                raise
+            return False
+        return True
+
+    def repair(self, tenant: str, counted: int, actual: int) -> int:
+        """Called when a submit was refused: `counted` slots are taken, the status index
+        holds `actual` live queued + running jobs. Slots beyond those, seen on two looks
+        REPAIR_AFTER apart, were leaked (or their jobs expired): give them back. A count
+        only ever goes down by what both looks showed, so a submit between its reservation
+        and its job's write (not yet in the index) is never given away."""
+        now = self._clock()
+        gap = counted - actual
+        with self._lock:
+            suspect = self._suspect.get(tenant)
+            if gap <= 0:
+                self._suspect.pop(tenant, None)
+                return 0
+            if suspect is None or now - suspect[0] < REPAIR_AFTER:
+                if suspect is None:
+                    self._suspect[tenant] = (now, gap)
+                return 0
+            leaked = min(gap, suspect[1])
+            del self._suspect[tenant]
+        given = 0
+        for shard in range(SHARDS):
+            while given < leaked and self.release(tenant, shard):
+                given += 1
+        return given
+
+    def _update(self, **kwargs: Any) -> None:
+        with self._writing:
+            self._db.update_item(TableName=self._table, **kwargs)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import heapq
+import logging
 import os
 import time
 import zlib
@@ -22,14 +23,16 @@ from urllib.parse import quote
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from .capacity import TenantSlots
 from .jobs import CANCELED, FAILED, QUEUED, RUNNING, TERMINAL, Job
-from .ports import Conflict, RunIdTaken, StoreUnavailable, translating
+from .ports import Conflict, RunIdTaken, StoreUnavailable, Unavailable, translating
 
 __all__ = ["Conflict", "JobStore", "Page", "RunIdTaken"]  # the exceptions live in ports.py
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
+log = logging.getLogger("jobgate.store")
 _ser, _de = TypeSerializer(), TypeDeserializer()
 _FIELDS = {f.name: "".join(w.title() if i else w for i, w in enumerate(f.name.split("_")))
            for f in dataclasses.fields(Job)}
@@ -246,6 +249,7 @@ class JobStore:
     def __init__(self, client: DynamoDBClient, table: str):
         self._db = client
         self._table = table
+        self.slots = TenantSlots(client, table)
 
     # -- reads -------------------------------------------------------------------------
     def get(self, tenant: str, job_id: str, now: float, consistent: bool = True) -> Job | None:
@@ -309,8 +313,37 @@ class JobStore:
                 request = dict(out.get("UnprocessedKeys") or {})
         return [found[j] for j in job_ids if j in found and not found[j].expired(now)]
 
+    # -- the tenant quota (chalicelib/capacity.py TenantSlots) ----------------------------
+    def reserve_slot(self, tenant: str, job_id: str, limit: int) -> tuple[int | None, int]:
+        """Take one of the tenant's `limit` active-job slots for a new job: (its shard, to
+        store on the job; None at the limit), the count seen when refused. One write."""
+        return self.slots.reserve(tenant, job_id, limit)
+
+    def release_slot(self, tenant: str, slot: int) -> None:
+        """Give back the slot of a submit that failed before its job was stored."""
+        self.slots.release(tenant, slot)
+
+    def repair_slots(self, tenant: str, counted: int, now: float) -> int:
+        """After a refusal: give back slots no live queued or running job holds (seen so
+        on two looks; TenantSlots.repair). Reads the status index, at most `counted` + 1
+        entries: only when a tenant is at its limit."""
+        return self.slots.repair(tenant, counted, self.count_active(tenant, counted + 1, now))
+
+    def _ended(self, job: Job) -> Job:
+        """The job's terminal write succeeded (it was queued or running, so this is its
+        one end): its quota slot is free. A release that fails is logged and left to
+        `repair_slots`; the end itself stands."""
+        if job.slot is not None:
+            try:
+                self.slots.release(job.tenant, job.slot)
+            except Unavailable:
+                log.warning("a tenant quota slot was not given back (repaired later)",
+                            extra={"jobId": job.job_id})
+        return job
+
     def count_active(self, tenant: str, cap: int, now: float) -> int:
-        """Queued + running jobs, counting at most `cap` (so the read cost is bounded)."""
+        """Queued + running jobs, counting at most `cap` (so the read cost is bounded):
+        what the quota's repair compares its count with."""
         total = 0
         for status in (QUEUED, RUNNING):
             for shard in range(LIST_SHARDS):
@@ -433,7 +466,7 @@ class JobStore:
         else:
             cond = "attribute_exists(pk) AND (#st = :queued OR (#st = :running AND leaseUntil < :now))"
             vals[":queued"] = QUEUED
-        return self._update(
+        return self._ended(self._update(
             tenant, job_id,
             update_expression(["#st = :status", "l2pk = :g2", "completedAt = :now", *sets],
                               ["leaseToken", "leaseUntil", *CLAIM_ATTRS, *removes]),
@@ -441,7 +474,7 @@ class JobStore:
             {**vals, ":status": status, ":g2": job_status_key(tenant, job_id, status), ":running": RUNNING,
              ":now": now},
             names,
-        )
+        ))
 
     def release(self, tenant: str, job_id: str, token: str, code: str, message: str) -> Job:
         """Give a failed attempt back to the queue for a later retry."""
@@ -474,7 +507,9 @@ class JobStore:
             )
         except ClientError as exc:
             raise self._conflict(exc) from exc
-        return job_from_item(out["Attributes"])
+        before = job_from_item(out["Attributes"])
+        self._ended(before)
+        return before
 
     def record_delivery(self, tenant: str, job_id: str, delivery: dict[str, Any],
                         delivered: bool, at: float) -> Job | None:
