@@ -135,6 +135,8 @@ class Meter:
     phase: str = "setup"
     calls: Counter[tuple[str, str, str, str]] = field(default_factory=Counter)
     wru: Counter[str] = field(default_factory=Counter)
+    # write units by (phase, what was written: job_item, index:<name>, a counter)
+    parts: Counter[tuple[str, str]] = field(default_factory=Counter)
     rru: Counter[str] = field(default_factory=Counter)
     items: dict[tuple[str, str], dict[str, Any] | None] = field(default_factory=dict)
     peek: Callable[[str, dict[str, Any]], dict[str, Any] | None] = lambda table, key: None
@@ -149,6 +151,7 @@ class Meter:
     def reset(self) -> None:
         self.calls.clear()
         self.wru.clear()
+        self.parts.clear()
         self.rru.clear()
         self.queries.clear()
 
@@ -193,6 +196,10 @@ class Meter:
                                      "count": int(parsed.get("Count", 0)),
                                      "scanned": int(parsed.get("ScannedCount", 0))})
 
+    def _count(self, what: str, units: int) -> None:
+        if self.enabled:
+            self.parts[(self.phase, what)] += units
+
     def _request_units(self, op: str, params: dict[str, Any], parsed: dict[str, Any], ok: bool
                        ) -> tuple[float, float]:
         """(write units, read units) of one call, from the items as they are in the table
@@ -208,9 +215,15 @@ class Meter:
             before = self.items.get(_key(key))
             after = self.peek(params["TableName"], key)
             self.items[_key(key)] = after
-            if not ok:
-                return _units(item_size(before) if before else 1, 1024), 0
-            return write_units(before, after), 0
+            if not ok:  # a refused condition: the item's size, no index write
+                units = _units(item_size(before) if before else 1, 1024)
+                self._count(what_item(before or {"pk": key["pk"]}), units)
+                return units, 0
+            parts: Counter[str] = Counter()
+            write_units(before, after, parts=parts)
+            for what, n in parts.items():
+                self._count(what, n)
+            return sum(parts.values()), 0
         if op == "TransactWriteItems":
             total = 0
             for entry in params.get("TransactItems", []):
@@ -219,7 +232,11 @@ class Meter:
                 before = self.items.get(_key(key))
                 after = self.peek(spec["TableName"], key)
                 self.items[_key(key)] = after
-                total += write_units(before, after, transaction=True)
+                parts: Counter[str] = Counter()
+                write_units(before, after, transaction=True, parts=parts)
+                for what, n in parts.items():
+                    self._count(what, n)
+                total += sum(parts.values())
             return total, 0
         if op == "GetItem":
             item = parsed.get("Item")
@@ -270,21 +287,40 @@ def index_entry(item: dict[str, Any] | None, keys: tuple[str, ...],
 
 
 def write_units(before: dict[str, Any] | None, after: dict[str, Any] | None,
-                transaction: bool = False) -> int:
+                transaction: bool = False, parts: Counter[str] | None = None) -> int:
+    """Write units of one item write (the larger of the item before and after, per KB; a
+    transaction doubles it) and of each GSI entry it changes, per the index's projection.
+    `parts` is given each unit by what it wrote: the item's kind (`what_item`) and
+    `index:<name>`."""
+    parts = Counter() if parts is None else parts
     sizes = [item_size(i) for i in (before, after) if i]
-    total = _units(max(sizes, default=1), 1024) * (2 if transaction else 1)
-    for keys, projected in PROJECTIONS.values():
+    parts[what_item(before or after)] += _units(max(sizes, default=1), 1024) * (
+        2 if transaction else 1)
+    for name, (keys, projected) in PROJECTIONS.items():
         old, new = index_entry(before, keys, projected), index_entry(after, keys, projected)
         if old is None and new is None:
             continue
         if old is not None and new is not None:
             if all(old.get(k) == new.get(k) for k in keys):
-                total += 0 if old == new else _units(item_size(new), 1024)
+                units = 0 if old == new else _units(item_size(new), 1024)
             else:
-                total += 1 + _units(item_size(new), 1024)  # delete, then put
+                units = 1 + _units(item_size(new), 1024)  # delete, then put
         else:
-            total += _units(item_size(new or old), 1024)
-    return total
+            units = _units(item_size(new or old), 1024)
+        if units:
+            parts[f"index:{name}"] += units
+    return sum(parts.values()) if len(parts) else 0
+
+
+def what_item(item: dict[str, Any] | None) -> str:
+    """The kind of item a write touched: the job, the queue-depth or the tenant-quota
+    counter (chalicelib/capacity.py), a runId claim."""
+    pk = (item or {}).get("pk", {}).get("S", "")
+    if pk.startswith("SYS#capacity#"):
+        return "queue_depth_counter"
+    if pk.startswith("SYS#active#"):
+        return "tenant_quota_counter"
+    return "run_id" if "#R#" in pk else "job_item"
 
 
 PROJECTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...] | None]] = {}
@@ -387,10 +423,40 @@ def lambda_memory_mb() -> dict[str, int]:
 
 # -- 1. AWS requests per job ----------------------------------------------------------------
 
+BENCH_SERVICE = "bench-progress"
+
+
+def progress_service(e: Embedded) -> None:
+    """The bench's job: echo's work with two progress reports a second apart (the worker's
+    throttle writes at most one a second: its injected clock is moved on between them, as
+    the worker tests do), so the lifecycle has the issue's two progress writes."""
+    from chalicelib import services
+    from chalicelib.services.base import Service
+    from chalicelib.services.echo import EchoInput
+    from chalicelib.worker import PROGRESS_INTERVAL
+
+    offset = [0.0]
+    e.rt.worker.ticks = lambda: time.monotonic() + offset[0]
+
+    def run(data: Any, ctx: Any) -> Any:
+        ctx.log("echoing input", level=2)
+        ctx.progress(50.0, "halfway")
+        offset[0] += PROGRESS_INTERVAL
+        ctx.progress(90.0, "almost")
+        offset[0] += PROGRESS_INTERVAL
+        return data.model_dump()
+
+    if services.get(BENCH_SERVICE) is None:
+        services.register(Service(name=BENCH_SERVICE, handler=run, input_model=EchoInput,
+                                  timeout_seconds=30, description="echo, reporting progress twice"))
+
+
 def bench_requests(e: Embedded, jobs: int, warmup: int = 3) -> dict[str, Any]:
     from chalice.test import Client
 
     from tests.receiver import Receiver
+
+    progress_service(e)
 
     durations: dict[str, list[float]] = defaultdict(list)
     headers = {"Authorization": f"Bearer {BENCH_KEY}", "Content-Type": "application/json",
@@ -403,7 +469,8 @@ def bench_requests(e: Embedded, jobs: int, warmup: int = 3) -> dict[str, Any]:
             meter.phase = "submit"
             started = time.perf_counter()
             resp = client.http.post("/v1/jobs", headers=headers, body=json.dumps(
-                {"service": "echo", "input": {"n": i, "text": "x" * 200}, "callbackUrl": rx.url}))
+                {"service": BENCH_SERVICE, "input": {"n": i, "text": "x" * 200},
+                 "callbackUrl": rx.url}))
             timed["submit"].append(time.perf_counter() - started)
             if resp.status_code != 202:
                 raise RuntimeError(f"submit answered {resp.status_code}: {resp.body!r}")
@@ -488,11 +555,16 @@ def bench_requests(e: Embedded, jobs: int, warmup: int = 3) -> dict[str, Any]:
         "event_source_mapping_per_job": {k: round(v, 3) for k, v in sorted(esm_ops.items())},
         "first_job_cold_caches": {"requests": sum(cold.values()), "by_operation": dict(cold)},
         "cache_refreshes": "per container, amortized over the requests it serves: API key and "
-                           "tenant (GetItem x2, 5 s), callback tenant (GetItem, 5 s), active jobs "
-                           "(Query x2, 5 s), queue depth (GetQueueAttributes, 10 s)",
+                           "tenant (GetItem x2, 5 s), callback tenant (GetItem, 5 s); the tenant quota "
+                           "and the queue's bound read nothing (a conditional counter each)",
         "dynamodb_request_units_per_job": {
             "write": round(wru, 2), "read": round(rru, 2),
             "write_by_phase": {k: round(v / jobs, 2) for k, v in meter.wru.items()},
+            "write_by_phase_and_item": {f"{phase}: {what}": round(n / jobs, 2)
+                                        for (phase, what), n in sorted(meter.parts.items())},
+            "write_by_item": {what: round(sum(n for (_, w), n in meter.parts.items()
+                                              if w == what) / jobs, 2)
+                              for what in sorted({w for _, w in meter.parts})},
             "read_by_phase": {k: round(v / jobs, 2) for k, v in meter.rru.items()},
         },
         "lambda": {"invocations_per_job": lambda_invocations, "memory_mb": memory,
