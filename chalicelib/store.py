@@ -93,9 +93,23 @@ def service_index_key(tenant: str, service: str, shard: int) -> str:
     return f"{part(tenant)}#{part(service)}#{shard:02d}"
 
 
+# The status index's partition of queued and running jobs: one for both, so a claim (and a
+# retry's release) leaves the job's entry where it is; only the end moves it, to its
+# terminal status. A listing of queued or running jobs reads this partition and keeps the
+# jobs in that status (their items are read anyway); at most the tenant's quota of active
+# jobs lives here.
+ACTIVE = "active"
+
+
+def index_state(status: str) -> str:
+    """The status index partition of a job in `status`."""
+    return ACTIVE if status in (QUEUED, RUNNING) else status
+
+
 def job_status_key(tenant: str, job_id: str, status: str) -> str:
-    """The status index key a job in `status` carries (what every status change writes)."""
-    return status_index_key(tenant, status, index_shard(job_id))
+    """The status index key a job in `status` carries (what a status change writes; the
+    same for queued and running)."""
+    return status_index_key(tenant, index_state(status), index_shard(job_id))
 
 
 def _plain(value: Any) -> Any:
@@ -180,7 +194,7 @@ def index_keys(job: Job) -> dict[str, str]:
     """The job's three listing-index keys (attribute name → value)."""
     shard = index_shard(job.job_id)
     return {"l1pk": tenant_index_key(job.tenant, shard),
-            "l2pk": status_index_key(job.tenant, job.status, shard),
+            "l2pk": status_index_key(job.tenant, index_state(job.status), shard),
             "l3pk": service_index_key(job.tenant, job.service, shard)}
 
 
@@ -269,10 +283,12 @@ class JobStore:
     ) -> Page:
         """One page, newest first: the shards of one index merged by job ID (creation order),
         reading a few entries per shard at a time, then the page's jobs by key. `after` (the
-        last job ID of the previous page) is a stable cursor: every shard resumes below it."""
+        last job ID of the previous page) is a stable cursor: every shard resumes below it.
+        Queued and running jobs share the status index's `active` partition: their listing
+        keeps the jobs read in the status asked for."""
         def key(shard: int) -> str:
             if status:
-                return status_index_key(tenant, status, shard)
+                return status_index_key(tenant, index_state(status), shard)
             if service:
                 return service_index_key(tenant, service, shard)
             return tenant_index_key(tenant, shard)
@@ -281,22 +297,29 @@ class JobStore:
         shards = [_ShardReader(self._db, self._table, index, key(s), now,
                                service if status else None, after)
                   for s in range(LIST_SHARDS)]
-        ids: list[str] = []
         heads: list[tuple[_Desc, int]] = []  # each shard's next entry, newest on top
         for i, reader in enumerate(shards):
             head = reader.peek()
             if head is not None:
                 heads.append((_desc(head), i))
         heapq.heapify(heads)
-        while heads and len(ids) < limit:
-            _, i = heapq.heappop(heads)
-            ids.append(shards[i].pop())
-            head = shards[i].peek()
-            if head is not None:
-                heapq.heappush(heads, (_desc(head), i))
-        more = bool(heads)
-        jobs = self._get_many(tenant, ids, now)
-        return Page(jobs, ids[-1] if more and ids else None)
+        keep = status if status and index_state(status) != status else None
+        jobs: builtins.list[Job] = []
+        last: str | None = None  # every entry up to this one is on the page or not wanted
+        while heads and len(jobs) < limit:
+            ids: builtins.list[str] = []
+            while heads and len(ids) < limit - len(jobs):
+                _, i = heapq.heappop(heads)
+                ids.append(shards[i].pop())
+                head = shards[i].peek()
+                if head is not None:
+                    heapq.heappush(heads, (_desc(head), i))
+            last = ids[-1]
+            found = self._get_many(tenant, ids, now)
+            jobs += [j for j in found if keep is None or j.status == keep]
+            if keep is None:
+                break  # every entry read is on the page
+        return Page(jobs, last if heads else None)
 
     def _get_many(self, tenant: str, job_ids: Sequence[str], now: float) -> builtins.list[Job]:
         """The jobs by key, in the order given (one BatchGetItem per 100); a job deleted or
@@ -345,7 +368,7 @@ class JobStore:
         """Queued + running jobs, counting at most `cap` (so the read cost is bounded):
         what the quota's repair compares its count with."""
         total = 0
-        for status in (QUEUED, RUNNING):
+        for status in (ACTIVE,):
             for shard in range(LIST_SHARDS):
                 kwargs: dict[str, Any] = {
                     "TableName": self._table, "IndexName": INDEX_STATUS, "Select": "COUNT",
