@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 SHARDS = 16  # 5,000 submits + 5,000 claims a second: ~625 writes/s a shard (tests/test_store.py)
 REPAIR_AFTER = 60.0
+LOOK_EVERY = 10.0  # a tenant's refused submits count its jobs at most this often
 _CHECK_FAILED = "ConditionalCheckFailedException"
 
 
@@ -170,33 +171,54 @@ class TenantSlots:
         self._writing = threading.Lock()  # see QueueCapacity: moto is not atomic across threads
         self._lock = threading.Lock()
         self._suspect: dict[str, tuple[float, int]] = {}
+        self._looked: dict[str, float] = {}  # when each tenant's jobs were last counted
 
     def reserve(self, tenant: str, job_id: str, limit: int) -> tuple[int | None, int]:
         """(the shard whose slot the job took, None when the tenant is at its limit; the
-        count seen when refused)."""
+        count seen when refused). One conditional write on the job's home shard; when that
+        shard is full, one consistent read of the tenant's shards and a write only on those
+        with room, so a refusal costs one write and a read, not a write per shard."""
         caps = shard_caps(limit)
-        start = _home(job_id, len(caps))
-        seen = 0
-        for i in range(len(caps)):
-            shard = (start + i) % len(caps)
-            if caps[shard] <= 0:
+        home = _home(job_id, len(caps))
+        if caps[home] > 0 and self._take(tenant, home, caps[home]):
+            return home, 0
+        counts = self._counts(tenant, len(caps))
+        for shard in sorted(range(len(caps)), key=lambda s: counts[s] - caps[s]):
+            if shard == home or counts[shard] >= caps[shard]:
                 continue
-            try:
-                self._update(
-                    Key=_slot_key(tenant, shard),
-                    UpdateExpression="SET n = if_not_exists(n, :zero) + :one",
-                    ConditionExpression="attribute_not_exists(n) OR n < :cap",
-                    ExpressionAttributeValues={":zero": {"N": "0"}, ":one": {"N": "1"},
-                                               ":cap": {"N": str(caps[shard])}},
-                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                )
+            if self._take(tenant, shard, caps[shard]):
                 return shard, 0
-            except ClientError as exc:
-                if exc.response["Error"]["Code"] != _CHECK_FAILED:
-                    raise
-                item: dict[str, Any] = exc.response.get("Item", {})  # type: ignore[assignment]
-                seen += int(item.get("n", {}).get("N", "0"))
-        return None, seen
+            counts[shard] = caps[shard]  # filled meanwhile
+        return None, sum(counts)
+
+    def _take(self, tenant: str, shard: int, cap: int) -> bool:
+        try:
+            self._update(
+                Key=_slot_key(tenant, shard),
+                UpdateExpression="SET n = if_not_exists(n, :zero) + :one",
+                ConditionExpression="attribute_not_exists(n) OR n < :cap",
+                ExpressionAttributeValues={":zero": {"N": "0"}, ":one": {"N": "1"},
+                                           ":cap": {"N": str(cap)}},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != _CHECK_FAILED:
+                raise
+            return False
+        return True
+
+    def _counts(self, tenant: str, shards: int) -> list[int]:
+        """Each used shard's count (strongly consistent: one BatchGetItem)."""
+        keys = [_slot_key(tenant, s) for s in range(shards)]
+        counts = [0] * shards
+        index = {k["pk"]["S"]: i for i, k in enumerate(keys)}
+        request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True,
+                                                 "ProjectionExpression": "pk, n"}}
+        while request:
+            out = self._db.batch_get_item(RequestItems=request)
+            for item in out.get("Responses", {}).get(self._table, []):
+                counts[index[item["pk"]["S"]]] = int(item.get("n", {}).get("N", "0"))
+            request = dict(out.get("UnprocessedKeys") or {})
+        return counts
 
     def release(self, tenant: str, shard: int) -> bool:
         """Give one slot back on `shard` (never below zero): whether one was."""
@@ -210,14 +232,23 @@ class TenantSlots:
             return False
         return True
 
-    def repair(self, tenant: str, counted: int, actual: int) -> int:
-        """Called when a submit was refused: `counted` slots are taken, the status index
-        holds `actual` live queued + running jobs. Slots beyond those, seen on two looks
+    def repair(self, tenant: str, counted: int, actual: Callable[[], int]) -> int:
+        """Called when a submit was refused: `counted` slots are taken; `actual()` counts
+        the live queued + running jobs of the status index (called at most once every
+        LOOK_EVERY seconds per tenant and container, so a client hammering at its limit
+        does not make every refusal a count). Slots beyond those, seen on two looks
         REPAIR_AFTER apart, were leaked (or their jobs expired): give them back. A count
         only ever goes down by what both looks showed, so a submit between its reservation
         and its job's write (not yet in the index) is never given away."""
         now = self._clock()
-        gap = counted - actual
+        with self._lock:
+            last = self._looked.get(tenant)
+            suspect = self._suspect.get(tenant)
+            due = suspect is not None and now - suspect[0] >= REPAIR_AFTER
+            if not due and last is not None and now - last < LOOK_EVERY:
+                return 0
+            self._looked[tenant] = now
+        gap = counted - actual()
         with self._lock:
             suspect = self._suspect.get(tenant)
             if gap <= 0:

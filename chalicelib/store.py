@@ -349,8 +349,9 @@ class JobStore:
     def repair_slots(self, tenant: str, counted: int, now: float) -> int:
         """After a refusal: give back slots no live queued or running job holds (seen so
         on two looks; TenantSlots.repair). Reads the status index, at most `counted` + 1
-        entries: only when a tenant is at its limit."""
-        return self.slots.repair(tenant, counted, self.count_active(tenant, counted + 1, now))
+        entries, at most every LOOK_EVERY seconds: only when a tenant is at its limit."""
+        return self.slots.repair(tenant, counted,
+                                 lambda: self.count_active(tenant, counted + 1, now))
 
     def _ended(self, job: Job) -> Job:
         """The job's terminal write succeeded (it was queued or running, so this is its
