@@ -549,8 +549,13 @@ def bench_requests(e: Embedded, jobs: int, warmup: int = 3) -> dict[str, Any]:
         "api_gateway_rest": per_million(PRICES["api_gateway_rest_request"], 2),
         "result_download_s3_get": per_million(PRICES["s3_get_class_request"], 1),
     }
+    # The quota's reads at submit: none but the tenant cache's GetItems (Query/BatchGetItem
+    # would be a count of the index or of the counter shards).
+    quota_reads = sum(n for (_, phase, service, op), n in ours.items()
+                      if phase == "submit" and op in ("Query", "BatchGetItem", "Scan"))
     return {
         "aws_requests_per_job": round(total, 3),
+        "tenant_quota_reads_per_submit": round(quota_reads, 3),
         "by_phase": dict(by_phase),
         "event_source_mapping_per_job": {k: round(v, 3) for k, v in sorted(esm_ops.items())},
         "first_job_cold_caches": {"requests": sum(cold.values()), "by_operation": dict(cold)},
@@ -968,7 +973,12 @@ def report(r: dict[str, Any]) -> str:
     out.append(f"   DynamoDB request units per job: {ru['write']:g} WRU (target <= 8), "
                f"{ru['read']:g} RRU; write units by phase: "
                + ", ".join(f"{k} {v:g}" for k, v in ru["write_by_phase"].items())
-               + "\n   (counted from the items before and after each write, per index projection)")
+               + "\n   by what was written: "
+               + ", ".join(f"{k} {v:g}" for k, v in ru["write_by_item"].items())
+               + "\n   (counted from the items before and after each write, per index projection)"
+               + f"\n   tenant quota (429): {ru['write_by_item'].get('tenant_quota_counter', 0):g} "
+               "WRU per job (a slot taken at submit, given back at the end), "
+               f"{req['tenant_quota_reads_per_submit']:g} index reads per submit")
     ro = req["usd_per_million_jobs_requests_only"]
     out.append("   USD per million jobs, requests only (target <= 18): "
                + ", ".join(f"{k} {v:.2f}" for k, v in ro.items()))
@@ -1059,6 +1069,12 @@ def main(argv: list[str] | None = None) -> int:
         "aws_requests_per_job": detail["requests"]["aws_requests_per_job"],
         "dynamodb_write_units_per_job":
             detail["requests"]["dynamodb_request_units_per_job"]["write"],
+        "dynamodb_write_units_per_job_by_item":
+            detail["requests"]["dynamodb_request_units_per_job"]["write_by_item"],
+        "tenant_quota_write_units_per_job":
+            detail["requests"]["dynamodb_request_units_per_job"]["write_by_item"].get(
+                "tenant_quota_counter", 0),
+        "tenant_quota_reads_per_submit": detail["requests"]["tenant_quota_reads_per_submit"],
         "usd_per_million_jobs": detail["requests"]["usd_per_million_jobs_requests_only"]["total"],
         "cold_import_ratio": detail["cold_start"]["cold_import_ratio"],
         "submit_overhead_ratio": detail["submit"]["submit_overhead_ratio"],
