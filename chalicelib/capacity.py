@@ -176,8 +176,12 @@ class TenantSlots:
     def reserve(self, tenant: str, job_id: str, limit: int) -> tuple[int | None, int]:
         """(the shard whose slot the job took, None when the tenant is at its limit; the
         count seen when refused). One conditional write on the job's home shard; when that
-        shard is full, one consistent read of the tenant's shards and a write only on those
-        with room, so a refusal costs one write and a read, not a write per shard."""
+        shard is full, one read of the tenant's shards and a write only on those with room,
+        so a refusal costs one write and a read (8 read units), not a write per shard. The
+        read is eventually consistent: it only picks where to try, the conditional write
+        decides (a slot freed a moment ago may be missed: a refusal, never an overshoot).
+        A limit lowered while jobs hold slots on shards it no longer uses lets those jobs
+        run over the new limit until they end."""
         caps = shard_caps(limit)
         home = _home(job_id, len(caps))
         if caps[home] > 0 and self._take(tenant, home, caps[home]):
@@ -207,12 +211,12 @@ class TenantSlots:
         return True
 
     def _counts(self, tenant: str, shards: int) -> list[int]:
-        """Each used shard's count (strongly consistent: one BatchGetItem)."""
+        """Each used shard's count (one BatchGetItem, eventually consistent: a hint of where
+        there is room; the conditional write is the check)."""
         keys = [_slot_key(tenant, s) for s in range(shards)]
         counts = [0] * shards
         index = {k["pk"]["S"]: i for i, k in enumerate(keys)}
-        request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True,
-                                                 "ProjectionExpression": "pk, n"}}
+        request: dict[str, Any] = {self._table: {"Keys": keys, "ProjectionExpression": "pk, n"}}
         while request:
             out = self._db.batch_get_item(RequestItems=request)
             for item in out.get("Responses", {}).get(self._table, []):
