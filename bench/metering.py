@@ -70,6 +70,8 @@ class Meter:
     phase: str = "setup"
     calls: Counter[tuple[str, str, str, str]] = field(default_factory=Counter)
     wru: Counter[str] = field(default_factory=Counter)
+    # write units by (phase, what was written: job_item, index:<name>, a counter)
+    parts: Counter[tuple[str, str]] = field(default_factory=Counter)
     rru: Counter[str] = field(default_factory=Counter)
     items: dict[tuple[str, str], dict[str, Any] | None] = field(default_factory=dict)
     peek: Callable[[str, dict[str, Any]], dict[str, Any] | None] = lambda table, key: None
@@ -84,6 +86,7 @@ class Meter:
     def reset(self) -> None:
         self.calls.clear()
         self.wru.clear()
+        self.parts.clear()
         self.rru.clear()
         self.queries.clear()
 
@@ -128,6 +131,10 @@ class Meter:
                                      "count": int(parsed.get("Count", 0)),
                                      "scanned": int(parsed.get("ScannedCount", 0))})
 
+    def _count(self, what: str, units: int) -> None:
+        if self.enabled:
+            self.parts[(self.phase, what)] += units
+
     def _request_units(self, op: str, params: dict[str, Any], parsed: dict[str, Any], ok: bool
                        ) -> tuple[float, float]:
         """(write units, read units) of one call, from the items as they are in the table
@@ -143,9 +150,15 @@ class Meter:
             before = self.items.get(_key(key))
             after = self.peek(params["TableName"], key)
             self.items[_key(key)] = after
-            if not ok:
-                return _units(item_size(before) if before else 1, 1024), 0
-            return write_units(before, after), 0
+            if not ok:  # a refused condition: the item's size, no index write
+                units = _units(item_size(before) if before else 1, 1024)
+                self._count(what_item(before or {"pk": key["pk"]}), units)
+                return units, 0
+            parts: Counter[str] = Counter()
+            write_units(before, after, parts=parts)
+            for what, n in parts.items():
+                self._count(what, n)
+            return sum(parts.values()), 0
         if op == "TransactWriteItems":
             total = 0
             for entry in params.get("TransactItems", []):
@@ -154,7 +167,11 @@ class Meter:
                 before = self.items.get(_key(key))
                 after = self.peek(spec["TableName"], key)
                 self.items[_key(key)] = after
-                total += write_units(before, after, transaction=True)
+                tparts: Counter[str] = Counter()
+                write_units(before, after, transaction=True, parts=tparts)
+                for what, n in tparts.items():
+                    self._count(what, n)
+                total += sum(tparts.values())
             return total, 0
         if op == "GetItem":
             item = parsed.get("Item")
@@ -205,21 +222,40 @@ def index_entry(item: dict[str, Any] | None, keys: tuple[str, ...],
 
 
 def write_units(before: dict[str, Any] | None, after: dict[str, Any] | None,
-                transaction: bool = False) -> int:
+                transaction: bool = False, parts: Counter[str] | None = None) -> int:
+    """Write units of one item write (the larger of the item before and after, per KB; a
+    transaction doubles it) and of each GSI entry it changes, per the index's projection.
+    `parts` is given each unit by what it wrote: the item's kind (`what_item`) and
+    `index:<name>`."""
+    parts = Counter() if parts is None else parts
     sizes = [item_size(i) for i in (before, after) if i]
-    total = _units(max(sizes, default=1), 1024) * (2 if transaction else 1)
-    for keys, projected in PROJECTIONS.values():
+    parts[what_item(before or after)] += _units(max(sizes, default=1), 1024) * (
+        2 if transaction else 1)
+    for name, (keys, projected) in PROJECTIONS.items():
         old, new = index_entry(before, keys, projected), index_entry(after, keys, projected)
         if old is None and new is None:
             continue
         if old is not None and new is not None:
             if all(old.get(k) == new.get(k) for k in keys):
-                total += 0 if old == new else _units(item_size(new), 1024)
+                units = 0 if old == new else _units(item_size(new), 1024)
             else:
-                total += 1 + _units(item_size(new), 1024)  # delete, then put
+                units = 1 + _units(item_size(new), 1024)  # delete, then put
         else:
-            total += _units(item_size(new or old), 1024)
-    return total
+            units = _units(item_size(new or old), 1024)
+        if units:
+            parts[f"index:{name}"] += units
+    return sum(parts.values()) if len(parts) else 0
+
+
+def what_item(item: dict[str, Any] | None) -> str:
+    """The kind of item a write touched: the job, the queue-depth or the tenant-quota
+    counter (chalicelib/capacity.py), a runId claim."""
+    pk = (item or {}).get("pk", {}).get("S", "")
+    if pk.startswith("SYS#capacity#"):
+        return "queue_depth_counter"
+    if pk.startswith("SYS#active#"):
+        return "tenant_quota_counter"
+    return "run_id" if "#R#" in pk else "job_item"
 
 
 PROJECTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...] | None]] = {}

@@ -40,7 +40,12 @@ def report(r: dict[str, Any]) -> str:
     out.append(f"   DynamoDB request units per job: {ru['write']:g} WRU (target <= 8), "
                f"{ru['read']:g} RRU; write units by phase: "
                + ", ".join(f"{k} {v:g}" for k, v in ru["write_by_phase"].items())
-               + "\n   (counted from the items before and after each write, per index projection)")
+               + "\n   by what was written: "
+               + ", ".join(f"{k} {v:g}" for k, v in ru["write_by_item"].items())
+               + "\n   (counted from the items before and after each write, per index projection)"
+               + f"\n   tenant quota (429): {ru['write_by_item'].get('tenant_quota_counter', 0):g} "
+               "WRU per job (a slot taken at submit, given back at the end), "
+               f"{req['tenant_quota_reads_per_submit']:g} index reads per submit")
     ro = req["usd_per_million_jobs_requests_only"]
     out.append("   USD per million jobs, requests only (target <= 18): "
                + ", ".join(f"{k} {v:.2f}" for k, v in ro.items()))

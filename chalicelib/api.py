@@ -23,7 +23,6 @@ from .models import JobResource, SubmitRequest
 from .newjob import queued_job
 from .objectkeys import content_key
 from .ports import BlobPort, Conflict, JobStorePort, QueuePort, RunIdTaken, Unavailable
-from .quotas import ActiveJobs
 from .settings import Settings
 from .storable import INLINE_CONTENT_LIMIT, check_item_size, check_storable, request_values
 from .urls import check_callback_url
@@ -51,7 +50,6 @@ class JobsApi:
         arithmetic: DynamoDB's, limits.item_size of store.job_to_item)."""
         self.store, self.blobs, self.dispatcher, self.settings = store, blobs, dispatcher, settings
         self.view = view
-        self.active = ActiveJobs(store, clock)
         self.sleep, self.monotonic = time.sleep, time.monotonic  # replaceable in tests
         self.cursors = Cursors(cursor_secret)
         self._item_size = item_size
@@ -127,7 +125,7 @@ class JobsApi:
         if content is not None and len(content) <= INLINE_CONTENT_LIMIT:
             job.content_inline = content
         check_item_size(self._item_size(job))
-        self._check_capacity(tenant, job.job_id)
+        self._check_capacity(tenant, job)
         try:
             if content is not None:
                 if job.content_inline is None:
@@ -137,11 +135,13 @@ class JobsApi:
             self.store.create(job)
         except RunIdTaken as taken:
             self._give_back(job.job_id)
+            self._free_slot(job)
             self._drop_content(job)
             return self._replay(tenant, req.run_id or "", taken.job_id, taken.request_hash,
                                 request_hash)
         except Unavailable as exc:
             self._give_back(job.job_id)
+            self._free_slot(job)
             self._drop_content(job)
             raise unavailable(f"cannot store the job now ({exc.code})") from exc
         try:
@@ -154,34 +154,39 @@ class JobsApi:
         telemetry.metric("JobsSubmitted", JobService=service.name)
         return Submitted(job, replayed=False)
 
-    def _check_capacity(self, tenant: Tenant, job_id: str) -> None:
-        """429 above the tenant's active jobs (a hint, cached a few seconds per container),
-        then 503 unless a place among the jobs waiting is reserved (chalicelib/capacity.py:
-        a conditional counter, exact under a burst). The caller gives the place back when
+    def _check_capacity(self, tenant: Tenant, job: Job) -> None:
+        """429 unless one of the tenant's active-job slots is taken for the job (a counter,
+        exact across containers: chalicelib/capacity.py TenantSlots; its shard is stored
+        on the job, whose end gives it back), then 503 unless a place among the jobs waiting
+        is reserved (QueueCapacity, exact under a burst). The caller gives both back when
         the submit fails after this."""
         limit = tenant.max_active or self.settings.tenant_max_active
         try:
-            active = self.active.count(tenant.name, limit + 1)
-        except Unavailable:
-            active = 0  # a hint; the reservation below still holds the queue's bound
-        if active >= limit:
+            slot, counted = self.store.reserve_slot(tenant.name, job.job_id, limit)
+            if slot is None and self.store.repair_slots(tenant.name, counted, self.clock()):
+                slot, counted = self.store.reserve_slot(tenant.name, job.job_id, limit)
+        except Unavailable as exc:
+            raise unavailable(f"cannot count this tenant's jobs now ({exc.code})") from exc
+        if slot is None:
             raise ApiError(429, "quota_exceeded",
-                           f"{active} jobs queued or running; this tenant may have {limit}",
+                           f"{counted} jobs queued or running; this tenant may have {limit}",
                            headers={"Retry-After": "10"})
+        job.slot = slot
         capacity = self.dispatcher.capacity
         if capacity is not None:
             try:
-                taken, counted = capacity.reserve(job_id, self.settings.max_queue_depth)
+                taken, counted = capacity.reserve(job.job_id, self.settings.max_queue_depth)
             except Unavailable as exc:
+                self._free_slot(job)
                 raise unavailable(f"cannot queue the job now ({exc.code})") from exc
             if not taken:
+                self._free_slot(job)
                 try:
                     capacity.repair(counted, self.dispatcher.messages_held(),
                                     self.settings.max_queue_depth)
                 except Unavailable:
                     pass  # repaired on a later refusal
                 raise unavailable(f"{counted} jobs are waiting; try again later", retry_after=30)
-        self.active.added(tenant.name)
 
     def _give_back(self, job_id: str) -> None:
         """A job that held a place and left the queue before it started (its submit failed
@@ -193,11 +198,23 @@ class JobsApi:
         except Unavailable:
             pass  # a lost place; `repair` finds it once submits are refused
 
+    def _free_slot(self, job: Job) -> None:
+        """The tenant slot of a submit that failed before its job was stored (a stored job
+        gives its slot back with its terminal write)."""
+        if job.slot is None:
+            return
+        try:
+            self.store.release_slot(job.tenant, job.slot)
+        except Unavailable:
+            pass  # a lost slot; `repair_slots` finds it once the tenant is refused
+        job.slot = None
+
     def _forget(self, job: Job) -> None:
         try:
             self.store.forget(job)
         except Unavailable:
             return  # a queued job without a message is re-queued on its next replay
+        self._free_slot(job)  # the job is gone: its slot with it
         self._drop_content(job)
 
     def _drop_content(self, job: Job) -> None:

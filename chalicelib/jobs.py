@@ -68,6 +68,9 @@ class Job:
     claimed_at: float | None = None
     run_deadline: float | None = None
     log_lines: list[str] = field(default_factory=list)
+    # The shard of the tenant-quota slot this job holds until it ends (chalicelib/capacity.py
+    # TenantSlots); None: it holds none (a chain's next job, a job from before the counter).
+    slot: int | None = None
 
     @property
     def terminal(self) -> bool:

@@ -17,6 +17,7 @@ from .leases import LOG_ITEM_BYTES, MAX_SHUTDOWNS, fitting, log_bytes
 from .ports import Conflict, StoreUnavailable, translating
 from .store import (
     CLAIM_ATTRS,
+    JobStore,
     assignments,
     job_from_item,
     job_pk,
@@ -45,6 +46,7 @@ def parse_pk(pk: str) -> tuple[str, str] | None:
 class LeaseStore:
     def __init__(self, client: DynamoDBClient, table: str):
         self._db, self._table = client, table
+        self._jobs = JobStore(client, table)  # gives the quota slot back at the end
 
     def candidates(self, claim_key: str, now: float, limit: int) -> list[tuple[str, str]]:
         """Claimable jobs of one service, longest waiting first: one Query, no scan."""
@@ -149,11 +151,11 @@ class LeaseStore:
         gone = [g for g in gone if g not in values]
         vals.update({":status": status, ":g2": job_status_key(tenant, job_id, status), ":now": now,
                      ":running": RUNNING, ":tok": token})
-        return self._write(
+        return self._jobs._ended(self._write(
             tenant, job_id,
             _expression(["#st = :status", "l2pk = :g2", "completedAt = :now", *sets],
                         [*gone, *removes]),
-            _scoped(LAPSED if lapsed else HELD, services, vals), vals, names)
+            _scoped(LAPSED if lapsed else HELD, services, vals), vals, names))
 
     def set_content_key(self, tenant: str, job_id: str, key: str) -> None:
         self._db.update_item(

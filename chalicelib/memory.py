@@ -119,6 +119,48 @@ class MemoryJobStore:
         # Item attributes that are no Job field (the lease store's logBytes, shutdowns).
         self.extra: dict[tuple[str, str], dict[str, int]] = {}
         self.lock = self._lock = threading.RLock()
+        # The tenant quota (capacity.TenantSlots) as one count per tenant: slot 0.
+        self.slots: dict[str, int] = {}
+        self._slot_suspect: dict[str, tuple[float, int]] = {}
+        self.slot_clock: Callable[[], float] = time.monotonic
+
+    # -- the tenant quota ----------------------------------------------------------------
+    def reserve_slot(self, tenant: str, job_id: str, limit: int) -> tuple[int | None, int]:
+        with self._lock:
+            taken = self.slots.get(tenant, 0)
+            if taken < limit:
+                self.slots[tenant] = taken + 1
+                return 0, 0
+            return None, taken
+
+    def release_slot(self, tenant: str, slot: int) -> None:
+        with self._lock:
+            if self.slots.get(tenant, 0) > 0:
+                self.slots[tenant] -= 1
+
+    def repair_slots(self, tenant: str, counted: int, now: float) -> int:
+        """TenantSlots.repair's rule: give back what two looks REPAIR_AFTER apart both
+        showed beyond the tenant's live queued and running jobs."""
+        at, gap = self.slot_clock(), counted - self.count_active(tenant, counted + 1, now)
+        with self._lock:
+            suspect = self._slot_suspect.get(tenant)
+            if gap <= 0:
+                self._slot_suspect.pop(tenant, None)
+                return 0
+            if suspect is None or at - suspect[0] < REPAIR_AFTER:
+                if suspect is None:
+                    self._slot_suspect[tenant] = (at, gap)
+                return 0
+            del self._slot_suspect[tenant]
+            given = min(gap, suspect[1], self.slots.get(tenant, 0))
+            self.slots[tenant] = self.slots.get(tenant, 0) - given
+            return given
+
+    def ended(self, job: Job) -> Job:
+        """The job's terminal write succeeded: its quota slot is free (store._ended)."""
+        if job.slot is not None:
+            self.release_slot(job.tenant, job.slot)
+        return job
 
     # -- reads -------------------------------------------------------------------------
     def get(self, tenant: str, job_id: str, now: float, consistent: bool = True) -> Job | None:
@@ -217,7 +259,7 @@ class MemoryJobStore:
             done = dataclasses.replace(j, status=status, completed_at=_stored(now))
             return _changed(done, values, ("lease_token", "lease_until", *CLAIM_FIELDS))
 
-        return self._update(tenant, job_id, ok, change)
+        return self.ended(self._update(tenant, job_id, ok, change))
 
     def release(self, tenant: str, job_id: str, token: str, code: str, message: str) -> Job:
         return self._update(tenant, job_id, lambda j: _holds(j, token), lambda j: _changed(
@@ -234,6 +276,7 @@ class MemoryJobStore:
                              dataclasses.replace(j, status=CANCELED, completed_at=_stored(now)),
                              values, ("lease_token", "lease_until", *CLAIM_FIELDS)))
             assert before is not None
+            self.ended(before)
             return copy.deepcopy(before)
 
     def record_delivery(self, tenant: str, job_id: str, delivery: dict[str, Any],
@@ -777,9 +820,9 @@ class MemoryLeases:
             done = dataclasses.replace(j, status=status, completed_at=_stored(now))
             return _changed(done, values, gone)
 
-        return self._store._update(
+        return self._store.ended(self._store._update(
             tenant, job_id, lambda j: (_lapsed if lapsed else _held)(j, token, now, services),
-            change)
+            change))
 
     def set_content_key(self, tenant: str, job_id: str, key: str) -> None:
         self._store._update(tenant, job_id, lambda j: True,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import heapq
+import logging
 import os
 import time
 import zlib
@@ -22,14 +23,16 @@ from urllib.parse import quote
 from boto3.dynamodb.types import Binary, TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from .capacity import TenantSlots
 from .jobs import CANCELED, FAILED, QUEUED, RUNNING, TERMINAL, Job
-from .ports import Conflict, RunIdTaken, StoreUnavailable, translating
+from .ports import Conflict, RunIdTaken, StoreUnavailable, Unavailable, translating
 
 __all__ = ["Conflict", "JobStore", "Page", "RunIdTaken"]  # the exceptions live in ports.py
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
+log = logging.getLogger("jobgate.store")
 _ser, _de = TypeSerializer(), TypeDeserializer()
 _FIELDS = {f.name: "".join(w.title() if i else w for i, w in enumerate(f.name.split("_")))
            for f in dataclasses.fields(Job)}
@@ -90,9 +93,23 @@ def service_index_key(tenant: str, service: str, shard: int) -> str:
     return f"{part(tenant)}#{part(service)}#{shard:02d}"
 
 
+# The status index's partition of queued and running jobs: one for both, so a claim (and a
+# retry's release) leaves the job's entry where it is; only the end moves it, to its
+# terminal status. A listing of queued or running jobs reads this partition and keeps the
+# jobs in that status (their items are read anyway); at most the tenant's quota of active
+# jobs lives here.
+ACTIVE = "active"
+
+
+def index_state(status: str) -> str:
+    """The status index partition of a job in `status`."""
+    return ACTIVE if status in (QUEUED, RUNNING) else status
+
+
 def job_status_key(tenant: str, job_id: str, status: str) -> str:
-    """The status index key a job in `status` carries (what every status change writes)."""
-    return status_index_key(tenant, status, index_shard(job_id))
+    """The status index key a job in `status` carries (what a status change writes; the
+    same for queued and running)."""
+    return status_index_key(tenant, index_state(status), index_shard(job_id))
 
 
 def _plain(value: Any) -> Any:
@@ -177,7 +194,7 @@ def index_keys(job: Job) -> dict[str, str]:
     """The job's three listing-index keys (attribute name → value)."""
     shard = index_shard(job.job_id)
     return {"l1pk": tenant_index_key(job.tenant, shard),
-            "l2pk": status_index_key(job.tenant, job.status, shard),
+            "l2pk": status_index_key(job.tenant, index_state(job.status), shard),
             "l3pk": service_index_key(job.tenant, job.service, shard)}
 
 
@@ -246,6 +263,7 @@ class JobStore:
     def __init__(self, client: DynamoDBClient, table: str):
         self._db = client
         self._table = table
+        self.slots = TenantSlots(client, table)
 
     # -- reads -------------------------------------------------------------------------
     def get(self, tenant: str, job_id: str, now: float, consistent: bool = True) -> Job | None:
@@ -265,10 +283,12 @@ class JobStore:
     ) -> Page:
         """One page, newest first: the shards of one index merged by job ID (creation order),
         reading a few entries per shard at a time, then the page's jobs by key. `after` (the
-        last job ID of the previous page) is a stable cursor: every shard resumes below it."""
+        last job ID of the previous page) is a stable cursor: every shard resumes below it.
+        Queued and running jobs share the status index's `active` partition: their listing
+        keeps the jobs read in the status asked for."""
         def key(shard: int) -> str:
             if status:
-                return status_index_key(tenant, status, shard)
+                return status_index_key(tenant, index_state(status), shard)
             if service:
                 return service_index_key(tenant, service, shard)
             return tenant_index_key(tenant, shard)
@@ -277,22 +297,29 @@ class JobStore:
         shards = [_ShardReader(self._db, self._table, index, key(s), now,
                                service if status else None, after)
                   for s in range(LIST_SHARDS)]
-        ids: list[str] = []
         heads: list[tuple[_Desc, int]] = []  # each shard's next entry, newest on top
         for i, reader in enumerate(shards):
             head = reader.peek()
             if head is not None:
                 heads.append((_desc(head), i))
         heapq.heapify(heads)
-        while heads and len(ids) < limit:
-            _, i = heapq.heappop(heads)
-            ids.append(shards[i].pop())
-            head = shards[i].peek()
-            if head is not None:
-                heapq.heappush(heads, (_desc(head), i))
-        more = bool(heads)
-        jobs = self._get_many(tenant, ids, now)
-        return Page(jobs, ids[-1] if more and ids else None)
+        keep = status if status and index_state(status) != status else None
+        jobs: builtins.list[Job] = []
+        last: str | None = None  # every entry up to this one is on the page or not wanted
+        while heads and len(jobs) < limit:
+            ids: builtins.list[str] = []
+            while heads and len(ids) < limit - len(jobs):
+                _, i = heapq.heappop(heads)
+                ids.append(shards[i].pop())
+                head = shards[i].peek()
+                if head is not None:
+                    heapq.heappush(heads, (_desc(head), i))
+            last = ids[-1]
+            found = self._get_many(tenant, ids, now)
+            jobs += [j for j in found if keep is None or j.status == keep]
+            if keep is None:
+                break  # every entry read is on the page
+        return Page(jobs, last if heads else None)
 
     def _get_many(self, tenant: str, job_ids: Sequence[str], now: float) -> builtins.list[Job]:
         """The jobs by key, in the order given (one BatchGetItem per 100); a job deleted or
@@ -309,10 +336,40 @@ class JobStore:
                 request = dict(out.get("UnprocessedKeys") or {})
         return [found[j] for j in job_ids if j in found and not found[j].expired(now)]
 
+    # -- the tenant quota (chalicelib/capacity.py TenantSlots) ----------------------------
+    def reserve_slot(self, tenant: str, job_id: str, limit: int) -> tuple[int | None, int]:
+        """Take one of the tenant's `limit` active-job slots for a new job: (its shard, to
+        store on the job; None at the limit), the count seen when refused. One write."""
+        return self.slots.reserve(tenant, job_id, limit)
+
+    def release_slot(self, tenant: str, slot: int) -> None:
+        """Give back the slot of a submit that failed before its job was stored."""
+        self.slots.release(tenant, slot)
+
+    def repair_slots(self, tenant: str, counted: int, now: float) -> int:
+        """After a refusal: give back slots no live queued or running job holds (seen so
+        on two looks; TenantSlots.repair). Reads the status index, at most `counted` + 1
+        entries, at most every LOOK_EVERY seconds: only when a tenant is at its limit."""
+        return self.slots.repair(tenant, counted,
+                                 lambda: self.count_active(tenant, counted + 1, now))
+
+    def _ended(self, job: Job) -> Job:
+        """The job's terminal write succeeded (it was queued or running, so this is its
+        one end): its quota slot is free. A release that fails is logged and left to
+        `repair_slots`; the end itself stands."""
+        if job.slot is not None:
+            try:
+                self.slots.release(job.tenant, job.slot)
+            except Unavailable:
+                log.warning("a tenant quota slot was not given back (repaired later)",
+                            extra={"jobId": job.job_id})
+        return job
+
     def count_active(self, tenant: str, cap: int, now: float) -> int:
-        """Queued + running jobs, counting at most `cap` (so the read cost is bounded)."""
+        """Queued + running jobs, counting at most `cap` (so the read cost is bounded):
+        what the quota's repair compares its count with."""
         total = 0
-        for status in (QUEUED, RUNNING):
+        for status in (ACTIVE,):
             for shard in range(LIST_SHARDS):
                 kwargs: dict[str, Any] = {
                     "TableName": self._table, "IndexName": INDEX_STATUS, "Select": "COUNT",
@@ -433,7 +490,7 @@ class JobStore:
         else:
             cond = "attribute_exists(pk) AND (#st = :queued OR (#st = :running AND leaseUntil < :now))"
             vals[":queued"] = QUEUED
-        return self._update(
+        return self._ended(self._update(
             tenant, job_id,
             update_expression(["#st = :status", "l2pk = :g2", "completedAt = :now", *sets],
                               ["leaseToken", "leaseUntil", *CLAIM_ATTRS, *removes]),
@@ -441,7 +498,7 @@ class JobStore:
             {**vals, ":status": status, ":g2": job_status_key(tenant, job_id, status), ":running": RUNNING,
              ":now": now},
             names,
-        )
+        ))
 
     def release(self, tenant: str, job_id: str, token: str, code: str, message: str) -> Job:
         """Give a failed attempt back to the queue for a later retry."""
@@ -474,7 +531,9 @@ class JobStore:
             )
         except ClientError as exc:
             raise self._conflict(exc) from exc
-        return job_from_item(out["Attributes"])
+        before = job_from_item(out["Attributes"])
+        self._ended(before)
+        return before
 
     def record_delivery(self, tenant: str, job_id: str, delivery: dict[str, Any],
                         delivered: bool, at: float) -> Job | None:

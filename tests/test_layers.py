@@ -21,7 +21,7 @@ AWS = ("boto3", "botocore")
 # module): the fast tier runs them on in-memory ports, and the API's cold start is lighter.
 LOADS_NO_SDK = ["api", "worker", "workers", "callbacks", "webhooks", "jobs", "views",
                 "services", "batch", "leases", "messages", "limits", "attributes", "after_end",
-                "records", "newjob", "quotas", "cursors", "storable"]
+                "records", "newjob", "cursors", "storable"]
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -511,6 +511,50 @@ def test_backfill_gives_jobs_from_before_the_sharded_indexes_their_listing_keys(
     assert walk(env.rt.store, T0, 10, status="succeeded") == [[old[1].job_id]]
 
 
+def test_backfill_moves_queued_and_running_jobs_from_before_the_active_partition(env):
+    """Jobs queued or running when the shared `active` status partition was deployed carry
+    `acme#queued#NN` / `acme#running#NN`: queued and running listings miss them until the
+    backfill moves them (or their claim or end rewrites the key); a rerun changes nothing."""
+    from chalicelib.store import index_shard, status_index_key
+    from localrunner.backfill_index_keys import backfill
+
+    db, table = env.rt.clients.dynamodb, env.rt.settings.table_name
+    store = env.rt.store
+    old = [created(env, T0 + i) for i in range(3)]
+    store.claim(TENANT, old[1].job_id, "tok", 60, T0)
+    store.finish(TENANT, old[2].job_id, None, "failed", {}, T0)
+    for job, legacy in ((old[0], "queued"), (old[1], "running")):  # as the previous code wrote
+        db.update_item(TableName=table, Key={"pk": {"S": f"T#{TENANT}#J#{job.job_id}"},
+                                             "sk": {"S": "JOB"}},
+                       UpdateExpression="SET l2pk = :k", ExpressionAttributeValues={":k": {
+                           "S": status_index_key(TENANT, legacy, index_shard(job.job_id))}})
+    assert walk(store, T0, 10, status="queued") == [[]]
+    assert walk(store, T0, 10, status="running") == [[]]
+    assert backfill(db, table) == 2
+    assert backfill(db, table) == 0
+    assert walk(store, T0, 10, status="queued") == [[old[0].job_id]]
+    assert walk(store, T0, 10, status="running") == [[old[1].job_id]]
+    assert walk(store, T0, 10, status="failed") == [[old[2].job_id]]
+    assert store.count_active(TENANT, 10, T0) == 2
+
+
+def test_running_and_queued_listings_page_through_the_shared_partition(env):
+    store = env.rt.store
+    jobs = [created(env, T0 + i).job_id for i in range(12)]
+    running = jobs[::3]
+    for job_id in running:
+        store.claim(TENANT, job_id, "tok", 60, T0)
+    queued = [j for j in jobs if j not in running]
+    for limit in (1, 2, 3, 5):
+        assert [j for p in walk(store, T0, limit, status="running") for j in p] == running[::-1]
+        assert [j for p in walk(store, T0, limit, status="queued") for j in p] == queued[::-1]
+    # a full page of the rarer status reads what it must, not more than the partition
+    with counting_queries(env) as reads:
+        page = store.list(TENANT, T0, status="running", service=None, limit=2, after=None)
+    assert [j.job_id for j in page.jobs] == running[::-1][:2]
+    assert reads.items <= 12 + 2 * 16
+
+
 # -- partition budget ------------------------------------------------------------------------
 
 PARTITION_WCU = 1000  # DynamoDB's write throughput of one partition, per second
@@ -519,9 +563,12 @@ PARTITION_WCU = 1000  # DynamoDB's write throughput of one partition, per second
 def test_one_tenant_at_5000_submits_and_5000_ends_a_second_keeps_every_partition_under_1000_wcu():
     """The write rate of every table and index partition for one tenant submitting 5,000
     jobs a second while 5,000 a second end (queued → running → succeeded), from the real key
-    functions: the job's own item, its three listing-index entries (a changed key is a
-    delete and a put; each entry is under 1 KB, so one unit), and the queue-depth counter
-    (a place taken at submit, given back at the claim)."""
+    functions: the job's own item (submit, claim, two progress writes, end, one webhook
+    record), its three listing-index entries (a changed key is a delete and a put; each
+    entry is under 1 KB, so one unit; queued and running share the status partition, so
+    only the end moves it), the queue-depth counter (a place taken at submit, given back at
+    the claim) and the tenant's quota counter (a slot taken at submit, given back at the
+    end)."""
     from collections import Counter
 
     from chalicelib import capacity
@@ -538,6 +585,7 @@ def test_one_tenant_at_5000_submits_and_5000_ends_a_second_keeps_every_partition
     rate = 5000
     writes: Counter[tuple[str, str]] = Counter()
     caps = capacity.shard_caps(10_000)
+    quota = capacity.shard_caps(10_000)  # a tenant allowed 10,000 active jobs
     for i in range(rate):
         job = make_job(T0 + i / rate, input={"n": i})
         item = job_to_item(job)
@@ -551,14 +599,17 @@ def test_one_tenant_at_5000_submits_and_5000_ends_a_second_keeps_every_partition
             writes[(attr, key)] += 1
         home = capacity._home(job.job_id, len(caps))
         writes[("table", f"SYS#capacity#jobs#{home}")] += 1
-        # claim: the job item, the status entry moves queued → running, the place given back
-        writes[("table", job_pk(TENANT, job.job_id))] += 1
-        writes[("l2pk", status_index_key(TENANT, "queued", shard))] += 1
-        writes[("l2pk", status_index_key(TENANT, "running", shard))] += 1
+        slot = capacity._home(job.job_id, len(quota))
+        writes[("table", capacity._slot_key(TENANT, slot)["pk"]["S"])] += 1
+        # claim: the job item (its status entry stays in the active partition), the place
+        # given back; then two progress writes of the job item
+        writes[("table", job_pk(TENANT, job.job_id))] += 3
         writes[("table", f"SYS#capacity#jobs#{home}")] += 1
-        # end: the job item, the status entry moves running → succeeded
-        writes[("table", job_pk(TENANT, job.job_id))] += 1
-        writes[("l2pk", status_index_key(TENANT, "running", shard))] += 1
+        # end: the job item, the status entry moves active → succeeded, the slot given
+        # back; the webhook's record, on the job item
+        writes[("table", job_pk(TENANT, job.job_id))] += 2
+        writes[("l2pk", status_index_key(TENANT, "active", shard))] += 1
         writes[("l2pk", status_index_key(TENANT, "succeeded", shard))] += 1
+        writes[("table", capacity._slot_key(TENANT, slot)["pk"]["S"])] += 1
     hottest = max(writes.items(), key=lambda kv: kv[1])
     assert hottest[1] <= PARTITION_WCU, hottest

@@ -652,3 +652,28 @@ def test_a_claim_no_worker_heard_of_gives_its_attempt_back(env, http, clock):
     assert seen["error"]["code"] == "lease_expired" and "no heartbeat" in seen["error"]["message"]
     assert report(http, job_id, "complete", c["leaseToken"], result={}).status_code == 200
     assert job(http, job_id)["attempts"] == 1
+
+
+@pytest.mark.moto  # reads the quota counter items from DynamoDB
+def test_a_worker_job_gives_its_quota_slot_back_when_it_ends(env, http, clock):
+    """The tenant quota (chalicelib/capacity.py TenantSlots): a worker job's terminal write
+    (the worker's complete or fail) gives its slot back, as a Lambda job's does."""
+    env.settings(tenant_max_active=1)
+
+    def slots() -> int:
+        db, total = env.rt.clients.dynamodb, 0
+        for shard in range(16):
+            item = db.get_item(TableName=env.rt.settings.table_name, Key={
+                "pk": {"S": f"SYS#active#{TENANT}#{shard}"}, "sk": {"S": "COUNT"}}).get("Item")
+            total += int(item["n"]["N"]) if item else 0
+        return total
+
+    for action, fields in (("complete", {"result": {"rows": 1}}),
+                           ("fail", {"error": {"code": "invalid_input", "message": "no"}})):
+        job_id = submit(http)
+        assert http.post("/v1/jobs", {"service": "report"}).status_code == 429
+        c = claimed(http)
+        assert c["jobId"] == job_id and slots() == 1
+        done = report(http, job_id, action, c["leaseToken"], **fields)
+        assert done.status_code == 200, done.body
+        assert job(http, job_id)["status"] in ("succeeded", "failed") and slots() == 0
