@@ -105,6 +105,15 @@ def retry_after(job: Job) -> int:
     return 2 if job.progress_percent is None else 1
 
 
+def retry_time(job: Job) -> float | None:
+    """When a job back in the queue after a failed attempt is tried again (None otherwise).
+    A failed attempt records its error and `availableAt` as it gives the job back
+    (JobStore.release for Lambda services, LeaseStore.release for worker services)."""
+    if job.status == QUEUED and job.error_code:
+        return job.available_at
+    return None
+
+
 def to_resource(
     job: Job,
     *,
@@ -140,6 +149,8 @@ def to_resource(
         completed_at=iso(job.completed_at),
         duration=duration,
         attempts=job.attempts,
+        max_attempts=job.max_attempts,
+        retry_at=iso(retry_time(job)),
         progress=progress,
         variables={k: v for k, v in job.status_vars.items() if k in status_variables},
         result_url=result_url,
