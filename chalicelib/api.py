@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -21,16 +21,18 @@ from .blobs import content_key
 from .capacity import holds_place
 from .errors import ApiError, bad_request, conflict, not_found, validation_error
 from .ids import is_job_id, new_job_id
-from .jobs import CANCELED, QUEUED, Job, presign_seconds
+from .jobs import CANCELED, QUEUED, Job, Resource, presign_seconds
 from .leases import make_claimable
 from .limits import MAX_SUBMITTED_ITEM, item_size, storable_number
-from .models import JobResource, SubmitRequest
 from .ports import BlobPort, Conflict, JobStorePort, QueuePort, RunIdTaken, Unavailable
 from .settings import Settings
 from .store import apply, job_to_item
 from .tenants import Tenant
 from .urls import check_callback_url
 from .views import JobView
+
+if TYPE_CHECKING:  # built by the submit routes, on their first call (not at cold start)
+    from .models import SubmitRequest
 
 INLINE_CONTENT_LIMIT = 64 * 1024
 REQUEUE_AFTER_SECONDS = 30.0
@@ -61,6 +63,8 @@ class JobsApi:
 
     # -- submit ------------------------------------------------------------------------
     def parse_request(self, data: dict[str, Any]) -> SubmitRequest:
+        from .models import SubmitRequest
+
         try:
             return SubmitRequest.model_validate(data)
         except ValidationError as exc:
@@ -254,7 +258,7 @@ class JobsApi:
             raise not_found()
         return job
 
-    def resource(self, job: Job, base: str) -> JobResource:
+    def resource(self, job: Job, base: str) -> Resource:
         return self.view.resource(job, base)
 
     def list(self, tenant: Tenant, params: dict[str, str]) -> tuple[list[Job], str | None]:

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 from . import cursor_secret, services
 from .api import JobsApi
-from .batch import Record
 from .blobs import BlobStore, content_key
 from .capacity import QueueCapacity
 from .connections import Clients, create_clients
@@ -28,6 +27,7 @@ from .tenants import TenantStore
 from .views import JobView
 
 if TYPE_CHECKING:
+    from .batch import Record
     from .callbacks import Deliverer
     from .worker import Worker
     from .workers import WorkerApi
