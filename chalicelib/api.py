@@ -18,8 +18,7 @@ from .attributes import apply
 from .cursors import Cursors
 from .errors import ApiError, bad_request, conflict, not_found, unavailable, validation_error
 from .ids import is_job_id, new_job_id
-from .jobs import CANCELED, QUEUED, STATUSES, Job, holds_place, presign_seconds
-from .models import JobResource, SubmitRequest
+from .jobs import CANCELED, QUEUED, STATUSES, Job, Resource, holds_place, presign_seconds
 from .newjob import queued_job
 from .objectkeys import content_key
 from .ports import BlobPort, Conflict, JobStorePort, QueuePort, RunIdTaken, Unavailable
@@ -28,7 +27,8 @@ from .storable import INLINE_CONTENT_LIMIT, check_item_size, check_storable, req
 from .urls import check_callback_url
 from .views import JobView
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # SubmitRequest: built by the submit routes, on their first call
+    from .models import SubmitRequest
     from .tenants import Tenant
 
 REQUEUE_AFTER_SECONDS = 30.0
@@ -57,6 +57,8 @@ class JobsApi:
 
     # -- submit ------------------------------------------------------------------------
     def parse_request(self, data: dict[str, Any]) -> SubmitRequest:
+        from .models import SubmitRequest
+
         try:
             return SubmitRequest.model_validate(data)
         except ValidationError as exc:
@@ -266,7 +268,7 @@ class JobsApi:
             raise not_found()
         return job
 
-    def resource(self, job: Job, base: str) -> JobResource:
+    def resource(self, job: Job, base: str) -> Resource:
         return self.view.resource(job, base)
 
     def list(self, tenant: Tenant, params: dict[str, str]) -> tuple[list[Job], str | None]:

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from .models import CallbackInfo, JobError, JobResource, Progress
 from .statuses import CANCELED, FAILED, QUEUED, RUNNING, STATUSES, SUCCEEDED, TERMINAL
 
 __all__ = ["CANCELED", "FAILED", "QUEUED", "RUNNING", "STATUSES", "SUCCEEDED", "TERMINAL",
@@ -115,51 +114,89 @@ def retry_after(job: Job) -> int:
     return 2 if job.progress_percent is None else 1
 
 
+def retry_time(job: Job) -> float | None:
+    """When a job back in the queue after a failed attempt is tried again (None otherwise).
+    A failed attempt records its error and `availableAt` as it gives the job back
+    (JobStore.release for Lambda services, LeaseStore.release for worker services)."""
+    if job.status == QUEUED and job.error_code:
+        return job.available_at
+    return None
+
+
+class Resource:
+    """A job as clients see it (the shape of models.JobResource, which the OpenAPI document
+    is generated from): built as the JSON it is sent as, with no pydantic model to build
+    or validate on the polling path. tests/test_openapi.py checks that it is exactly what
+    JobResource would dump."""
+
+    __slots__ = ("body",)
+
+    def __init__(self, body: dict[str, Any]):
+        self.body = body
+
+    def dump(self) -> dict[str, Any]:
+        return {k: dict(v) if isinstance(v, dict) else v for k, v in self.body.items()}
+
+    @property
+    def duration(self) -> float | None:
+        return self.body.get("duration")
+
+    @property
+    def result_url(self) -> str | None:
+        return self.body.get("resultUrl")
+
+
+def _present(**fields: Any) -> dict[str, Any]:
+    """The fields that are set (a resource never carries null)."""
+    return {k: v for k, v in fields.items() if v is not None}
+
+
 def to_resource(
     job: Job,
     *,
     job_url: str,
     status_variables: list[str],
     result_url: str | None,
-) -> JobResource:
+) -> Resource:
     duration = None
     if job.started_at is not None and job.completed_at is not None:
-        duration = round(job.completed_at - job.started_at, 3)
+        duration = float(round(job.completed_at - job.started_at, 3))
     progress = None
     if job.progress_percent is not None:
-        progress = Progress(percent=job.progress_percent, message=job.progress_message)
+        progress = _present(percent=float(job.progress_percent), message=job.progress_message)
     error = None
     if job.error_code:
-        error = JobError(code=job.error_code, message=job.error_message or "")
+        error = {"code": job.error_code, "message": job.error_message or ""}
     callback = None
     if job.callback_url:
-        callback = CallbackInfo(
-            url=job.callback_url,
-            state=job.callback_state,  # type: ignore[arg-type]
-            attempts=job.callback_attempts,
-            last_attempt_at=iso(job.callback_last_at),
-            last_error=job.callback_last_error or None,
+        callback = _present(
+            url=job.callback_url, state=job.callback_state,
+            attempts=int(job.callback_attempts), lastAttemptAt=iso(job.callback_last_at),
+            lastError=job.callback_last_error or None,
         )
-    return JobResource(
-        job_id=job.job_id,
-        run_id=job.run_id,
+    has_result = bool(job.result_key)
+    return Resource(_present(
+        jobId=job.job_id,
+        runId=job.run_id,
         service=job.service,
-        status=job.status,  # type: ignore[arg-type]
-        created_at=iso(job.created_at) or "",
-        started_at=iso(job.started_at),
-        completed_at=iso(job.completed_at),
+        status=job.status,
+        createdAt=iso(job.created_at) or "",
+        startedAt=iso(job.started_at),
+        completedAt=iso(job.completed_at),
         duration=duration,
-        attempts=job.attempts,
+        attempts=int(job.attempts),
+        maxAttempts=int(job.max_attempts),
+        retryAt=iso(retry_time(job)),
         progress=progress,
         variables={k: v for k, v in job.status_vars.items() if k in status_variables},
-        result_url=result_url,
-        result_type=job.result_type if job.result_key else None,
-        result_size=job.result_size if job.result_key else None,
-        valid_until=iso(job.valid_until),
-        expires_at=iso(job.expires_at) or "",
+        resultUrl=result_url,
+        resultType=job.result_type if has_result else None,
+        resultSize=int(job.result_size) if has_result and job.result_size is not None else None,
+        validUntil=iso(job.valid_until),
+        expiresAt=iso(job.expires_at) or "",
         error=error,
         log=f"{job_url}/log",
         previous=job.previous,
         next=job.next,
         callback=callback,
-    )
+    ))

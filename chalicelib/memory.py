@@ -261,10 +261,15 @@ class MemoryJobStore:
 
         return self.ended(self._update(tenant, job_id, ok, change))
 
-    def release(self, tenant: str, job_id: str, token: str, code: str, message: str) -> Job:
-        return self._update(tenant, job_id, lambda j: _holds(j, token), lambda j: _changed(
-            dataclasses.replace(j, status=QUEUED, error_code=code, error_message=message), {},
-            ("lease_token", "lease_until")))
+    def release(self, tenant: str, job_id: str, token: str, code: str, message: str,
+                retry_at: float | None = None) -> Job:
+        def change(j: Job) -> Job:
+            back = dataclasses.replace(j, status=QUEUED, error_code=code, error_message=message)
+            if retry_at is not None:
+                back.available_at = _stored(retry_at)
+            return _changed(back, {}, ("lease_token", "lease_until"))
+
+        return self._update(tenant, job_id, lambda j: _holds(j, token), change)
 
     def cancel(self, tenant: str, job_id: str, now: float, values: dict[str, Any]) -> Job:
         """Returns the job as it was before (as store.JobStore.cancel)."""

@@ -96,6 +96,9 @@ class JobResource(ApiModel):
     completed_at: str | None = None
     duration: float | None = None
     attempts: int = 0
+    max_attempts: int
+    # Set only while the job waits in the queue after a failed attempt: when it is tried again.
+    retry_at: str | None = None
     progress: Progress | None = None
     variables: dict[str, str] = Field(default_factory=dict)
     result_url: str | None = None

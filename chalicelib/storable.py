@@ -4,11 +4,13 @@ written) and a job item small enough for what its lifecycle adds later (413)."""
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ApiError, validation_error
 from .limits import MAX_SUBMITTED_ITEM, storable_number
-from .models import SubmitRequest
+
+if TYPE_CHECKING:  # not at cold start: the submit routes build it
+    from .models import SubmitRequest
 
 # Documents up to this size are kept in the job item; larger ones in S3 (the 413's message).
 INLINE_CONTENT_LIMIT = 64 * 1024

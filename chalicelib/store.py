@@ -500,15 +500,19 @@ class JobStore:
             names,
         ))
 
-    def release(self, tenant: str, job_id: str, token: str, code: str, message: str) -> Job:
-        """Give a failed attempt back to the queue for a later retry."""
+    def release(self, tenant: str, job_id: str, token: str, code: str, message: str,
+                retry_at: float | None = None) -> Job:
+        """Give a failed attempt back to the queue for a later retry, at `retry_at` (kept as
+        `availableAt`, the job resource's `retryAt`; without `claimKey` the item stays out
+        of the claim index)."""
+        at = ", availableAt = :at" if retry_at is not None else ""
         return self._update(
             tenant, job_id,
-            "SET #st = :queued, l2pk = :g2, errorCode = :c, errorMessage = :m "
+            f"SET #st = :queued, l2pk = :g2, errorCode = :c, errorMessage = :m{at} "
             "REMOVE leaseToken, leaseUntil",
             "#st = :running AND leaseToken = :tok",
             {":queued": QUEUED, ":g2": job_status_key(tenant, job_id, QUEUED), ":c": code, ":m": message,
-             ":running": RUNNING, ":tok": token},
+             ":running": RUNNING, ":tok": token, **({":at": retry_at} if at else {})},
         )
 
     def cancel(self, tenant: str, job_id: str, now: float, values: dict[str, Any]) -> Job:

@@ -13,8 +13,7 @@ from typing import Any
 from . import links, services
 from .attributes import apply
 from .errors import ApiError
-from .jobs import Job, iso, presign_seconds, to_resource
-from .models import Delivery, JobResource, ServiceInfo, ServiceList
+from .jobs import Job, Resource, iso, presign_seconds, to_resource
 from .ports import BlobPort, JobStorePort
 from .settings import Settings
 
@@ -30,7 +29,7 @@ class JobView:
         self.tenant_of = tenant_of  # the tenant's webhook policy (compat formats)
         self.stage_secret = stage_secret  # the stage's generated secret (cursor_secret)
 
-    def resource(self, job: Job, base: str | None = None) -> JobResource:
+    def resource(self, job: Job, base: str | None = None) -> Resource:
         now = self.clock()
         base = base or job.base_url or ""
         result_url = None
@@ -39,11 +38,12 @@ class JobView:
                 result_url = self.result_link(job, base)
             except links.MissingSecret:  # fail closed: no link rather than a guessable one
                 log.error("JOBGATE_LINK_SECRET is not set: resultUrl left out")
-        service = services.get(job.service)
-        return to_resource(
-            job, job_url=f"{base}/v1/jobs/{job.job_id}", result_url=result_url,
-            status_variables=list(service.status_variables) if service else [],
-        )
+        declared: list[str] = []
+        if job.status_vars:  # only then does the service's declaration matter
+            service = services.get(job.service)
+            declared = list(service.status_variables) if service else []
+        return to_resource(job, job_url=f"{base}/v1/jobs/{job.job_id}", result_url=result_url,
+                           status_variables=declared)
 
     def result_link(self, job: Job, base: str) -> str:
         """`resultUrl`: our signed link to this job's result, valid until `validUntil`
@@ -111,6 +111,8 @@ class JobView:
 
 
 def services_body(settings: Settings) -> dict[str, Any]:
+    from .models import ServiceInfo, ServiceList  # built by this route only
+
     items = [
         ServiceInfo(
             name=s.name, enabled=s.name not in settings.disabled_services,
@@ -128,6 +130,8 @@ def services_body(settings: Settings) -> dict[str, Any]:
 def deliveries_body(job: Job) -> dict[str, Any]:
     """The recorded webhook attempts, oldest first, each with its true number: the store
     keeps the first and the last few, so numbers jump where attempts were dropped."""
+    from .models import Delivery  # built by this route only
+
     dropped = max(0, job.callback_attempts - len(job.deliveries))
     items = [Delivery(attempt=i + (dropped if i > 1 else 0), at=d["at"],
                       status_code=d.get("statusCode"), error=d.get("error") or None,

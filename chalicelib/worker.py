@@ -315,13 +315,16 @@ class Worker:
                                              "errorCode": code})
         if job.attempts < job.max_attempts:
             again = "retry_requested" if isinstance(exc, RetryRequested) else code
+            # The message comes back after `wait` (SQS caps it at MAX_VISIBILITY): the job
+            # records when, for its resource's `retryAt`.
+            wait = min(retry_delay(job.attempts, self.settings.job_retry_base_seconds)
+                       if delay is None else delay, MAX_VISIBILITY)
             try:
                 self._keep_attempt_log(job, token, ctx)
-                self.store.release(job.tenant, job.job_id, token, again, message)
+                self.store.release(job.tenant, job.job_id, token, again, message,
+                                   self.clock() + wait)
             except Conflict:
                 return  # canceled meanwhile
-            wait = retry_delay(job.attempts, self.settings.job_retry_base_seconds) \
-                if delay is None else min(delay, MAX_VISIBILITY)
             raise Retry(wait, message) from exc
         self._end(job, token, FAILED, {"errorCode": code, "errorMessage": message}, ctx)
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from xml.sax.saxutils import escape as _escape
 
 _NOT_XML = "[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"  # compiled on first use
 
 
 def escape(text: str, entities: dict[str, str] | None = None) -> str:
     """XML-escape, replacing characters XML 1.0 cannot carry at all (controls, lone surrogates)."""
+    from xml.sax.saxutils import escape as _escape  # XML answers only: not at cold start
+
     return _escape(re.sub(_NOT_XML, "\ufffd", text), entities or {})
 
 _LIST_ITEM = {"jobs": "job", "deliveries": "delivery", "services": "service", "details": "detail",

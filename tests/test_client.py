@@ -682,25 +682,73 @@ def test_cli_submit_data_to_a_content_service_hints_content(live: LiveRunner) ->
 
 
 def test_attempt_notes_say_retrying_instead_of_jumping_back() -> None:
-    from datetime import datetime, timezone
-
     from jobgate import cli as module
 
-    soon = datetime.fromtimestamp(time.time() + 4.4, tz=timezone.utc).isoformat()  # noqa: UP017
+    now = 1_767_225_600.0  # 2026-01-01T00:00:00Z
     base = {"jobId": UNKNOWN_ID, "service": "sleep", "createdAt": "2026-01-01T00:00:00Z",
             "progress": {"percent": 50.0}}
     between = Job.from_dict({**base, "status": "queued", "attempts": 1, "maxAttempts": 3,
-                             "retryAt": soon, "error": {"code": "handler_error", "message": "x"}})
-    assert module.describe(between) == \
+                             "retryAt": "2026-01-01T00:00:04.000Z",
+                             "error": {"code": "handler_error", "message": "x"}})
+    assert (between.max_attempts, between.retry_at) == (3, "2026-01-01T00:00:04.000Z")
+    assert module.describe(between, now) == \
         "retrying attempt 2/3, retrying in 4 s (attempt 1: handler_error)"
-    assert "50%" not in module.describe(between) and "queued" not in module.describe(between)
+    assert module.attempt_note(between, now + 3) == \
+        "attempt 2/3, retrying in 1 s (attempt 1: handler_error)"
+    assert module.attempt_note(between, now + 60) == \
+        "attempt 2/3, retrying in 0 s (attempt 1: handler_error)"  # due: never negative
+    assert "50%" not in module.describe(between, now)
+    assert "queued" not in module.describe(between, now)
     plain = Job.from_dict({**base, "status": "queued", "attempts": 1,
                            "error": {"code": "timeout", "message": "x"}})
-    assert module.attempt_note(plain) == "attempt 2, retrying (attempt 1: timeout)"
+    assert module.attempt_note(plain, now) == "attempt 2, retrying (attempt 1: timeout)"
     second = Job.from_dict({**base, "status": "running", "attempts": 2, "maxAttempts": 3})
-    assert module.describe(second) == "running 50% attempt 2/3"
-    first = Job.from_dict({**base, "status": "running", "attempts": 1})
-    assert module.describe(first) == "running 50%"
+    assert module.describe(second, now) == "running 50% attempt 2/3"
+    first = Job.from_dict({**base, "status": "running", "attempts": 1, "maxAttempts": 3})
+    assert module.describe(first, now) == "running 50%"
+
+
+def test_the_live_bar_counts_a_retry_down_between_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a terminal the note is rendered at each refresh from the job last seen, so the
+    delay moves with the clock without a new poll; the ending note keeps its brackets."""
+    import io
+
+    import rich.console
+    import rich.progress
+    from jobgate import cli as module
+
+    now = [1_767_225_600.0]  # 2026-01-01T00:00:00Z
+    monkeypatch.setattr(module.time, "time", lambda: now[0])
+    out = io.StringIO()
+    real_console = rich.console.Console
+    monkeypatch.setattr(rich.console, "Console", lambda **kw: real_console(
+        file=out, force_terminal=True, no_color=True, width=200))
+    bars: list[Any] = []
+
+    class Bar(rich.progress.Progress):
+        def __init__(self, *columns: Any, **kw: Any) -> None:
+            super().__init__(*columns, **kw)
+            bars.append(self)
+
+    monkeypatch.setattr(rich.progress, "Progress", Bar)
+    waiting = Job.from_dict({"jobId": UNKNOWN_ID, "service": "sleep", "status": "queued",
+                             "createdAt": "2026-01-01T00:00:00Z", "attempts": 1,
+                             "maxAttempts": 3, "retryAt": "2026-01-01T00:00:04.000Z",
+                             "error": {"code": "handler_error", "message": "[x]"}})
+    seen: list[str] = []
+
+    def wait(job: Job, *args: Any, **kw: Any) -> Job:
+        for _ in range(2):
+            bars[0].refresh()
+            seen.append(out.getvalue())
+            now[0] += 3  # three seconds later, no new poll
+        return Job.from_dict({**waiting.raw, "status": "failed", "attempts": 3})
+
+    monkeypatch.setattr(module, "wait_through_drops", wait)
+    assert module.follow(waiting, timeout=None).status == "failed"
+    assert "attempt 2/3, retrying in 4 s (attempt 1: handler_error)" in seen[0]
+    assert "attempt 2/3, retrying in 1 s (attempt 1: handler_error)" in seen[1][len(seen[0]):]
+    assert "handler_error: [x]" in out.getvalue()[len(seen[1]):]
 
 
 def test_cli_wait_on_a_terminal_names_the_job_and_ends_red(live: LiveRunner) -> None:

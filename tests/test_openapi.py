@@ -169,6 +169,77 @@ def test_schemas_are_generated_from_the_models(doc: dict[str, Any]) -> None:
     assert "input" not in job["properties"]  # never echoed
 
 
+def _jobs() -> list[Any]:
+    """Jobs that between them set and leave out every field of the resource."""
+    from chalicelib.jobs import Job
+
+    t = 1_767_225_600.0
+    bare = Job(tenant="acme", job_id="01ARZ3NDEKTSV4RRFFQ69G5FAV", service="echo",
+               status="queued", created_at=t, expires_at=t + 86_400)
+    return [
+        bare,
+        Job(**{**bare.__dict__, "status": "queued", "attempts": 1, "max_attempts": 5,
+               "error_code": "handler_error", "error_message": "boom", "available_at": t + 4,
+               "progress_percent": 42, "status_vars": {"STEP": "2", "UNDECLARED": "x"},
+               "run_id": "run-1", "callback_url": "https://hooks.example.com/h"}),
+        Job(**{**bare.__dict__, "status": "succeeded", "attempts": 2, "started_at": t + 1,
+               "completed_at": t + 3.25, "progress_percent": 100.0, "progress_message": "done",
+               "result_key": "r/key", "result_type": "application/json", "result_size": 1234,
+               "valid_until": t + 86_400, "previous": "01ARZ3NDEKTSV4RRFFQ69G5FA0",
+               "next": "01ARZ3NDEKTSV4RRFFQ69G5FA1", "callback_url": "https://hooks.example.com/h",
+               "callback_state": "failed", "callback_attempts": 3, "callback_last_at": t + 9,
+               "callback_last_error": "HTTP 500"}),
+        Job(**{**bare.__dict__, "status": "failed", "error_code": "invalid_input",
+               "error_message": None, "result_type": "text/plain", "result_size": 9,
+               "callback_url": "https://hooks.example.com/h", "callback_state": "delivered",
+               "callback_last_error": ""}),
+    ]
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_the_job_resource_is_exactly_what_its_model_dumps(case: int) -> None:
+    """The polling path renders the resource without pydantic (chalicelib/jobs.py); the
+    model it is documented by (models.JobResource) must accept it and dump the same JSON,
+    field for field and in the same order."""
+    from chalicelib.jobs import to_resource
+    from chalicelib.models import JobResource
+
+    rendered = to_resource(_jobs()[case], job_url="https://x/v1/jobs/J", status_variables=["STEP"],
+                           result_url="https://x/v1/results/t" if case == 2 else None).dump()
+    dumped = JobResource.model_validate(rendered).dump()
+    assert list(dumped.items()) == list(rendered.items())
+    assert json.dumps(dumped) == json.dumps(rendered)  # 42 → 42.0 alike, no null anywhere
+
+
+def test_the_resource_fields_are_all_rendered_by_some_job() -> None:
+    """The cases above reach every field of the model (so a new field is covered)."""
+    from chalicelib.jobs import to_resource
+    from chalicelib.models import JobResource
+
+    seen: set[str] = set()
+    for case, job in enumerate(_jobs()):
+        body_ = to_resource(job, job_url="https://x/v1/jobs/J", status_variables=["STEP"],
+                            result_url="https://x/v1/results/t" if case == 2 else None).dump()
+        seen |= set(body_)
+        for nested in ("progress", "error", "callback"):
+            seen |= {f"{nested}.{k}" for k in body_.get(nested, {})}
+    fields = {f.alias or name for name, f in JobResource.model_fields.items()}
+    assert fields <= seen
+    assert {"progress.message", "callback.lastAttemptAt", "callback.lastError"} <= seen
+
+
+def test_cold_start_builds_no_model() -> None:
+    """`import app` (every function's cold start) imports no pydantic model machinery, no
+    API model, no OpenAPI and no XML codec: the routes that need them import them."""
+    heavy = ["pydantic.main", "chalicelib.models", "chalicelib.openapi",
+             "chalicelib.openapi_models", "xml.sax", "chalicelib.worker", "chalicelib.workers",
+             "chalicelib.admin", "chalicelib.callbacks", "chalicelib.compat.hop",
+             "chalicelib.compat.starfish", "chalicelib.compat.shoptet"]
+    code = f"import sys, app; print([m for m in {heavy!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_webhook_event(doc: dict[str, Any]) -> None:
     hook = doc["webhooks"]["job.finished"]["post"]
     assert hook["requestBody"]["content"]["application/json"]["schema"] == \

@@ -299,6 +299,35 @@ def test_failed_attempts_are_retried_with_backoff_then_fail(env, http, retries):
     assert "SleepFailed" in resource["error"]["message"]
 
 
+def test_the_resource_says_which_attempt_of_how_many_and_when_the_retry_comes(env, http,
+                                                                             retries):
+    """`maxAttempts` always; `retryAt` only while a failed attempt waits for its retry, at
+    the time the message was hidden until (backoff 100 s, then 200 s)."""
+    now = [1_767_225_600.0]  # 2026-01-01T00:00:00Z
+    env.rt.api.clock = env.rt.view.clock = env.rt.worker.clock = lambda: now[0]
+    env.settings(job_retry_base_seconds=100)
+    job_id = submit(http, "sleep", {"seconds": 0, "steps": 2, "fail": True})
+    fresh = body(http.get(f"/v1/jobs/{job_id}"))
+    assert (fresh["attempts"], fresh["maxAttempts"]) == (0, 3) and "retryAt" not in fresh
+    assert env.run_queue() == 1
+    waiting = body(http.get(f"/v1/jobs/{job_id}"))
+    assert (waiting["status"], waiting["attempts"], waiting["maxAttempts"]) == ("queued", 1, 3)
+    assert waiting["retryAt"] == "2026-01-01T00:01:40.000Z"
+    assert waiting["error"]["code"] == "handler_error"
+    now[0] += 150  # the second attempt runs (late) and fails at 00:02:30
+    reveal(env, retries[-1].receipt_handle)
+    assert env.run_queue() == 1
+    again = body(http.get(f"/v1/jobs/{job_id}"))
+    assert (again["status"], again["attempts"]) == ("queued", 2)
+    assert again["retryAt"] == "2026-01-01T00:05:50.000Z"
+    reveal(env, retries[-1].receipt_handle)
+    assert env.run_queue() == 1
+    failed = body(http.get(f"/v1/jobs/{job_id}"))
+    assert (failed["status"], failed["attempts"], failed["maxAttempts"]) == ("failed", 3, 3)
+    assert "retryAt" not in failed
+    assert [r.seconds for r in retries] == [100, 200]
+
+
 def test_success_after_a_failed_attempt_clears_the_error(env, http, add_service, retries):
     calls: list[int] = []
 

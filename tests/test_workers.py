@@ -226,16 +226,22 @@ def test_a_job_submitted_during_a_long_poll_is_handed_over_within_a_second(env, 
 # -- failures --------------------------------------------------------------------------------
 
 def test_fail_retries_later_then_fails_for_good(env, http, clock):
+    clock.now = 1_767_225_600.0  # 2026-01-01T00:00:00Z
     job_id = submit(http)
     c = claimed(http)
     resp = report(http, job_id, "fail", c["leaseToken"],
                   error={"code": "boom", "message": "disk full"}, retryAfterSeconds=30)
     assert resp.status_code == 200 and body(resp)["status"] == "queued"
-    assert job(http, job_id)["error"] == {"code": "boom", "message": "disk full"}
+    assert body(resp)["retryAt"] == "2026-01-01T00:00:30.000Z"
+    waiting = job(http, job_id)
+    assert waiting["error"] == {"code": "boom", "message": "disk full"}
+    assert (waiting["attempts"], waiting["maxAttempts"]) == (1, 3)
+    assert waiting["retryAt"] == "2026-01-01T00:00:30.000Z"  # the job resource says it too
     assert claim(http).status_code == 204  # not due yet
     clock.now += 31
     c2 = claimed(http)
     assert c2["jobId"] == job_id and c2["attempt"] == 2 and c2["leaseToken"] != c["leaseToken"]
+    assert "retryAt" not in job(http, job_id)  # running again
     late = report(http, job_id, "heartbeat", c["leaseToken"])
     assert late.status_code == 409 and error_code(late) == "lease_lost"
     resp = report(http, job_id, "fail", c2["leaseToken"],

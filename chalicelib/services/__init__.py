@@ -9,7 +9,6 @@ Modules whose name starts with `_`, and `base`, are helpers, not services."""
 from __future__ import annotations
 
 import importlib
-import pkgutil
 import sys
 import threading
 
@@ -67,6 +66,8 @@ def all_services() -> list[Service]:
 
 def module_names() -> list[str]:
     """Every service module of the package, by full name."""
+    import pkgutil  # discovery runs on the first request that needs a service
+
     return sorted(f"{__name__}.{m.name}" for m in pkgutil.iter_modules(__path__)
                   if not m.name.startswith("_") and m.name not in NOT_SERVICES)
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any, Literal, Protocol
+from typing import IO, TYPE_CHECKING, Any, Literal, Protocol
 
-from pydantic import BaseModel
+if TYPE_CHECKING:  # annotations only: the registry is imported at cold start, pydantic's
+    from pydantic import BaseModel  # BaseModel with the first service module that uses it
 
 LEVELS = {0: "none", 1: "low", 2: "medium", 3: "high"}
 

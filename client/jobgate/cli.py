@@ -444,14 +444,17 @@ def follow(job: Job, timeout: float | None, quiet: bool = False,
         line(job)
         return wait_through_drops(job, timeout, reconnect, on_progress=line, on_drop=dropped)
 
+    from rich.markup import escape
     from rich.progress import (
         BarColumn,
         Progress,
+        ProgressColumn,
         SpinnerColumn,
         TaskProgressColumn,
         TextColumn,
         TimeElapsedColumn,
     )
+    from rich.text import Text
 
     class OutcomeBar(BarColumn):
         """The bar turns red when the job failed or was canceled (never a green 100 %)."""
@@ -462,30 +465,38 @@ def follow(job: Job, timeout: float | None, quiet: bool = False,
                 bar.complete_style = bar.finished_style = "red"
             return bar
 
+    class NoteColumn(ProgressColumn):
+        """The given note (markup), else the job's own, rendered at each refresh: a
+        retry's "retrying in 4 s" counts down between polls."""
+
+        def render(self, task: Any) -> Any:
+            note = task.fields.get("note")
+            if note is None:
+                note = escape(progress_note(task.fields["job"]))
+            return Text.from_markup(note)
+
     bar = Progress(SpinnerColumn(), TextColumn("{task.description}"),
                    TextColumn("{task.fields[status]}"), OutcomeBar(), TaskProgressColumn(),
-                   TimeElapsedColumn(), TextColumn("{task.fields[note]}"),
-                   console=console, transient=False)
+                   TimeElapsedColumn(), NoteColumn(), console=console, transient=False)
     styles = {"succeeded": "bold green", "failed": "bold red", "canceled": "bold red",
               "running": "bold blue", "queued": "bold yellow", "retrying": "bold yellow"}
 
     def update(j: Job, note: str | None = None) -> None:
         status = "retrying" if retrying(j) else j.status
-        text = note if note is not None else progress_note(j)
         bar.update(task, completed=j.percent or 0.0, bad=j.status in ("failed", "canceled"),
-                   status=f"[{styles.get(status, 'bold')}]{status:<9}[/]", note=text)
+                   status=f"[{styles.get(status, 'bold')}]{status:<9}[/]", note=note, job=j)
 
     with bar:
-        task = bar.add_task(job.job_id, total=100.0, completed=0, status=job.status, note="",
-                            bad=False)
+        task = bar.add_task(job.job_id, total=100.0, completed=0, status=job.status, note=None,
+                            job=job, bad=False)
         update(job)
         done = wait_through_drops(job, timeout, reconnect, on_progress=update,
-                                  on_drop=lambda j, note: update(j, note or None))
+                                  on_drop=lambda j, note: update(j, escape(note) or None))
         if done.status == "succeeded":
             bar.update(task, completed=100.0)
         update(done)
         if done.error and not done.succeeded:
-            update(done, f"[red]{done.error.code}: {done.error.message}[/]")
+            update(done, f"[red]{escape(done.error.code)}: {escape(done.error.message)}[/]")
     return done
 
 
@@ -494,15 +505,15 @@ def retrying(job: Job) -> bool:
     return job.status == "queued" and job.attempts > 0 and job.error is not None
 
 
-def attempt_note(job: Job) -> str:
+def attempt_note(job: Job, now: float | None = None) -> str:
     """`attempt 2/3, retrying in 4 s (attempt 1: handler_error)` between attempts,
     `attempt 2/3` while a later attempt runs; '' for a first attempt. The total and the
-    delay appear when the job resource carries them (`maxAttempts`, `retryAt`)."""
-    maximum = job.raw.get("maxAttempts")
-    of = f"/{maximum}" if maximum else ""
+    delay appear when the job resource carries them (`maxAttempts`, `retryAt`); `now`
+    (epoch seconds, default the wall clock) is what the delay counts from."""
+    of = f"/{job.max_attempts}" if job.max_attempts else ""
     if retrying(job):
         assert job.error is not None
-        when = _seconds_until(job.raw.get("retryAt"))
+        when = _seconds_until(job.retry_at, time.time() if now is None else now)
         delay = f" in {when:.0f} s" if when is not None else ""
         return f"attempt {job.attempts + 1}{of}, retrying{delay} " \
                f"(attempt {job.attempts}: {job.error.code})"
@@ -511,7 +522,7 @@ def attempt_note(job: Job) -> str:
     return ""
 
 
-def _seconds_until(stamp: Any) -> float | None:
+def _seconds_until(stamp: str | None, now: float) -> float | None:
     from datetime import datetime
 
     if not isinstance(stamp, str):
@@ -520,21 +531,21 @@ def _seconds_until(stamp: Any) -> float | None:
         when = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return max(0.0, when.timestamp() - time.time())
+    return max(0.0, when.timestamp() - now)
 
 
-def progress_note(job: Job) -> str:
+def progress_note(job: Job, now: float | None = None) -> str:
     message = (job.progress.message or "") if job.progress else ""
-    return " · ".join(x for x in (attempt_note(job), message) if x)
+    return " · ".join(x for x in (attempt_note(job, now), message) if x)
 
 
-def describe(job: Job) -> str:
+def describe(job: Job, now: float | None = None) -> str:
     if retrying(job):
-        return f"retrying {attempt_note(job)}"
+        return f"retrying {attempt_note(job, now)}"
     text = job.status
     if job.progress:
         text += f" {job.progress.percent:.0f}%"
-    note = progress_note(job)
+    note = progress_note(job, now)
     if note:
         text += f" {note}"
     if job.error and job.status in ("failed", "canceled"):

@@ -155,13 +155,13 @@ class Client:
              on_progress: Callable[[Job], None] | None = None) -> Job:
         """Poll a job until it is finished, honouring the server's `Retry-After`.
 
-        `on_progress(job)` is called whenever the status or progress differs from the
-        previous poll. A 429/503 while polling only delays the next poll. Raises
+        `on_progress(job)` is called whenever the status, progress or attempt differs from
+        the previous poll. A 429/503 while polling only delays the next poll. Raises
         `WaitTimeout` (its `.job` is the last state seen) after `timeout` seconds.
         """
         current = job if isinstance(job, Job) else self.get(job)
         deadline = None if timeout is None else _monotonic() + timeout
-        last = (current.status, current.progress)
+        last = (current.status, current.progress, current.attempts)
         while not current.finished:
             delay = current.retry_after if current.retry_after is not None else self.poll_interval
             delay = max(MIN_POLL_SECONDS, delay)
@@ -177,7 +177,7 @@ class Client:
                 current.retry_after = busy.retry_after or max(delay * 2, self.poll_interval)
                 continue
             current = fresh
-            state = (current.status, current.progress)
+            state = (current.status, current.progress, current.attempts)
             if state != last:
                 last = state
                 if on_progress is not None:

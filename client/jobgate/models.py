@@ -82,6 +82,8 @@ class Job:
     previous: str | None = None
     next: str | None = None
     callback: Callback | None = None
+    max_attempts: int | None = None  # None from a server older than the field
+    retry_at: str | None = None  # only while a failed attempt waits to be retried
     # Not part of the resource: what the answer that carried it said.
     replayed: bool = field(default=False, compare=False)
     retry_after: float | None = field(default=None, compare=False, repr=False)
@@ -102,6 +104,8 @@ class Job:
             valid_until=d.get("validUntil"), error=JobError.from_dict(d.get("error")),
             previous=d.get("previous"), next=d.get("next"),
             callback=Callback.from_dict(d.get("callback")),
+            max_attempts=int(d["maxAttempts"]) if d.get("maxAttempts") else None,
+            retry_at=d.get("retryAt"),
             replayed=replayed, retry_after=retry_after, raw=dict(d), _client=client,
         )
 
@@ -135,8 +139,8 @@ class Job:
              on_progress: Callable[[Job], None] | None = None) -> Job:
         """Poll until the job is finished (honouring `Retry-After`) and return it.
 
-        `on_progress(job)` is called after each poll whose status or progress differs from
-        the previous one. Raises `WaitTimeout` (with `.job`) after `timeout` seconds.
+        `on_progress(job)` is called after each poll whose status, progress or attempt
+        differs from the previous one. Raises `WaitTimeout` (with `.job`) after `timeout` seconds.
         """
         return self._require_client().wait(self, timeout=timeout, on_progress=on_progress)
 
