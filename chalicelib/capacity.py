@@ -27,13 +27,13 @@ from urllib.parse import quote
 from botocore.exceptions import ClientError
 
 from .jobs import Job
+from .leaks import TwoLooks
 from .ports import StoreUnavailable, translating
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 SHARDS = 16  # 5,000 submits + 5,000 claims a second: ~625 writes/s a shard (tests/test_store.py)
-REPAIR_AFTER = 60.0
 LOOK_EVERY = 10.0  # a tenant's refused submits count its jobs at most this often
 _CHECK_FAILED = "ConditionalCheckFailedException"
 
@@ -61,7 +61,7 @@ class QueueCapacity:
         # does not across threads. One write at a time per process keeps both exact; on
         # Lambda a container serves one request at a time anyway.
         self._writing = threading.Lock()
-        self._suspect: tuple[float, int] | None = None  # (when, how many looked leaked)
+        self._looks = TwoLooks(lambda: self._clock())  # the clock is replaceable in tests
 
     def _key(self, shard: int) -> dict[str, Any]:
         return {"pk": {"S": f"SYS#capacity#jobs#{shard}"}, "sk": {"S": "COUNT"}}
@@ -123,19 +123,8 @@ class QueueCapacity:
         """Called when a submit was refused: `counted` places are taken, and the queue holds
         `queue_holds` messages in all. Places beyond what the queue can hold, seen on two
         looks REPAIR_AFTER apart, were leaked: give them back. Returns how many."""
-        now = self._clock()
-        gap = counted - queue_holds
-        with self._lock:
-            if gap <= 0:
-                self._suspect = None
-                return 0
-            if self._suspect is None or now - self._suspect[0] < REPAIR_AFTER:
-                if self._suspect is None:
-                    self._suspect = (now, gap)
-                return 0
-            leaked = min(gap, self._suspect[1])
-            self._suspect = None
-        return self.release("", limit, leaked)
+        leaked = self._looks.leaked("queue", counted - queue_holds)
+        return self.release("", limit, leaked) if leaked else 0
 
 
 def _home(job_id: str, shards: int) -> int:
@@ -170,7 +159,7 @@ class TenantSlots:
         self._db, self._table, self._clock = client, table, clock
         self._writing = threading.Lock()  # see QueueCapacity: moto is not atomic across threads
         self._lock = threading.Lock()
-        self._suspect: dict[str, tuple[float, int]] = {}
+        self._looks = TwoLooks(lambda: self._clock())
         self._looked: dict[str, float] = {}  # when each tenant's jobs were last counted
 
     def reserve(self, tenant: str, job_id: str, limit: int) -> tuple[int | None, int]:
@@ -245,25 +234,13 @@ class TenantSlots:
         only ever goes down by what both looks showed, so a submit between its reservation
         and its job's write (not yet in the index) is never given away."""
         now = self._clock()
+        due = self._looks.due(tenant)
         with self._lock:
             last = self._looked.get(tenant)
-            suspect = self._suspect.get(tenant)
-            due = suspect is not None and now - suspect[0] >= REPAIR_AFTER
             if not due and last is not None and now - last < LOOK_EVERY:
                 return 0
             self._looked[tenant] = now
-        gap = counted - actual()
-        with self._lock:
-            suspect = self._suspect.get(tenant)
-            if gap <= 0:
-                self._suspect.pop(tenant, None)
-                return 0
-            if suspect is None or now - suspect[0] < REPAIR_AFTER:
-                if suspect is None:
-                    self._suspect[tenant] = (now, gap)
-                return 0
-            leaked = min(gap, suspect[1])
-            del self._suspect[tenant]
+        leaked = self._looks.leaked(tenant, counted - actual())
         given = 0
         for shard in range(SHARDS):
             while given < leaked and self.release(tenant, shard):

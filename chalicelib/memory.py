@@ -28,6 +28,7 @@ from typing import IO, TYPE_CHECKING, Any, cast
 from urllib.parse import quote, urlencode
 
 from .jobs import CANCELED, FAILED, QUEUED, RUNNING, SUCCEEDED, TERMINAL, Job
+from .leaks import TwoLooks
 from .messages import JobMessage
 from .ports import BlobsUnavailable, Conflict, QueueUnavailable, RunIdTaken, StoreUnavailable
 
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
 # import it); tests/test_memory_adapters.py checks they stay equal.
 KEEP_LAST_DELIVERIES = 20  # store.KEEP_LAST_DELIVERIES
 MAX_VISIBILITY = 43_200 - 300  # queue.MAX_VISIBILITY
-REPAIR_AFTER = 60.0  # capacity.REPAIR_AFTER
 CLAIM_FIELDS = ("claim_key", "available_at", "claimed_at", "run_deadline")  # store.CLAIM_ATTRS
 
 # Job attribute names as the store's callers write them (camelCase) → Job fields.
@@ -121,8 +121,8 @@ class MemoryJobStore:
         self.lock = self._lock = threading.RLock()
         # The tenant quota (capacity.TenantSlots) as one count per tenant: slot 0.
         self.slots: dict[str, int] = {}
-        self._slot_suspect: dict[str, tuple[float, int]] = {}
         self.slot_clock: Callable[[], float] = time.monotonic
+        self._slot_looks = TwoLooks(lambda: self.slot_clock())
 
     # -- the tenant quota ----------------------------------------------------------------
     def reserve_slot(self, tenant: str, job_id: str, limit: int) -> tuple[int | None, int]:
@@ -141,18 +141,9 @@ class MemoryJobStore:
     def repair_slots(self, tenant: str, counted: int, now: float) -> int:
         """TenantSlots.repair's rule: give back what two looks REPAIR_AFTER apart both
         showed beyond the tenant's live queued and running jobs."""
-        at, gap = self.slot_clock(), counted - self.count_active(tenant, counted + 1, now)
+        leaked = self._slot_looks.leaked(tenant, counted - self.count_active(tenant, counted + 1, now))
         with self._lock:
-            suspect = self._slot_suspect.get(tenant)
-            if gap <= 0:
-                self._slot_suspect.pop(tenant, None)
-                return 0
-            if suspect is None or at - suspect[0] < REPAIR_AFTER:
-                if suspect is None:
-                    self._slot_suspect[tenant] = (at, gap)
-                return 0
-            del self._slot_suspect[tenant]
-            given = min(gap, suspect[1], self.slots.get(tenant, 0))
+            given = min(leaked, self.slots.get(tenant, 0))
             self.slots[tenant] = self.slots.get(tenant, 0) - given
             return given
 
@@ -534,7 +525,7 @@ class MemoryCapacity:
         self._clock = clock
         self._lock = threading.Lock()
         self.count = 0
-        self._suspect: tuple[float, int] | None = None
+        self._looks = TwoLooks(lambda: self._clock())
 
     def reserve(self, job_id: str, limit: int) -> tuple[bool, int]:
         with self._lock:
@@ -550,18 +541,8 @@ class MemoryCapacity:
             return given
 
     def repair(self, counted: int, queue_holds: int, limit: int) -> int:
-        now, gap = self._clock(), counted - queue_holds
-        with self._lock:
-            if gap <= 0:
-                self._suspect = None
-                return 0
-            if self._suspect is None or now - self._suspect[0] < REPAIR_AFTER:
-                if self._suspect is None:
-                    self._suspect = (now, gap)
-                return 0
-            leaked = min(gap, self._suspect[1])
-            self._suspect = None
-        return self.release("", limit, leaked)
+        leaked = self._looks.leaked("queue", counted - queue_holds)
+        return self.release("", limit, leaked) if leaked else 0
 
 
 # -- blobs -------------------------------------------------------------------------------
