@@ -88,9 +88,10 @@ class LocalService:
         if not endpoint:
             from moto.server import ThreadedMotoServer
 
-            from .motolock import install
+            from . import motolock, motosqs
 
-            install()
+            motolock.install()
+            motosqs.install()
 
             mport = free_port()
             self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=mport, verbose=False)

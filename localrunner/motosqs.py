@@ -1,0 +1,67 @@
+"""Keep the embedded moto's SQS linear in the queue's depth, not quadratic.
+
+moto reads the clock once per message per look: a queue's message counts (every
+SendMessage reads them, through the queue's attributes) and its visible messages (every
+ReceiveMessage) cost a few microseconds per queued message each, and a ReceiveMessage
+checks each message it returns against the retention period by recomputing all the
+queue's attributes three times. With one job per invocation (batch size 1) and 2,000 jobs
+queued, a send or a receive took 0.1-0.6 s of the one process's CPU (tests/test_load.py).
+
+Same answers, one clock read per look: the counts and the visible messages compare every
+message with one `now`, and the retention check reads the queue's retention period."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_PATCHED = "__jobgate_linear__"
+
+
+def _messages(self: Any) -> list[Any]:
+    from moto.core.utils import unix_time_millis
+
+    now = unix_time_millis()
+    return [m for m in self._messages if now > m.visible_at and not now < m.delayed_until]
+
+
+def _delayed(self: Any) -> int:
+    from moto.core.utils import unix_time_millis
+
+    now = unix_time_millis()
+    return sum(1 for m in self._messages if now < m.delayed_until)
+
+
+def _not_visible(self: Any) -> int:
+    from moto.core.utils import unix_time_millis
+
+    now = unix_time_millis()
+    return sum(1 for m in self._messages if not now > m.visible_at)
+
+
+def _visible(self: Any) -> int:
+    return len(_messages(self))
+
+
+def _within_retention(self: Any, queue_name: str, message: Any) -> bool:
+    from moto.core.utils import unix_time
+
+    retention = int(self.get_queue(queue_name).message_retention_period)
+    return bool(retention + message.sent_timestamp / 1000 > unix_time())
+
+
+def install() -> None:
+    """Idempotent: replace the few moto SQS members above once per process."""
+    from moto.sqs.models import Queue, SQSBackend
+
+    if getattr(Queue, _PATCHED, False):
+        return
+    for name, fget in (("messages", _messages),
+                       ("approximate_number_of_messages", _visible),
+                       ("approximate_number_of_messages_delayed", _delayed),
+                       ("approximate_number_of_messages_not_visible", _not_visible)):
+        if isinstance(getattr(Queue, name, None), property):
+            setattr(Queue, name, property(fget))
+    if hasattr(SQSBackend, "is_message_valid_based_on_retention_period"):
+        SQSBackend.is_message_valid_based_on_retention_period = (  # type: ignore[method-assign]
+            _within_retention)
+    setattr(Queue, _PATCHED, True)
