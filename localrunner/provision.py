@@ -120,6 +120,9 @@ def local_runtime(clients: Clients, prefix: str, region: str,
     from chalicelib.settings import Settings
     from chalicelib.tenants import Tenant
 
+    from .motolock import install
+
+    install()  # moto in this process (tests, bench, `make run`) writes atomically, as DynamoDB
     env = {} if env is None else env
     names = provision(clients, env.get("JOBGATE_TABLE") or f"{prefix}-jobs",
                       env.get("JOBGATE_BUCKET") or f"{prefix}-results", prefix, region,

@@ -88,10 +88,10 @@ class LocalService:
         if not endpoint:
             from moto.server import ThreadedMotoServer
 
-            from . import motolock, motosqs
+            from . import motofast, motolock
 
             motolock.install()
-            motosqs.install()
+            motofast.install()
 
             mport = free_port()
             self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=mport, verbose=False)

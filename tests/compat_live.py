@@ -62,8 +62,9 @@ def compat() -> Iterator[Compat]:
     import time
 
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
-                               str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen([sys.executable, "-m", "localrunner.motoserver", "-H", "127.0.0.1",
+                               "-p", str(port)], cwd=PROJECT, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:

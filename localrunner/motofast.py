@@ -1,4 +1,6 @@
-"""Keep the embedded moto's SQS linear in the queue's depth, not quadratic.
+"""Two costs of the embedded moto that grow with the load, cut (same answers).
+
+1. Its SQS is linear in the queue's depth, not quadratic.
 
 moto reads the clock once per message per look: a queue's message counts (every
 SendMessage reads them, through the queue's attributes) and its visible messages (every
@@ -6,15 +8,18 @@ ReceiveMessage) cost a few microseconds per queued message each, and a ReceiveMe
 checks each message it returns against the retention period by recomputing all the
 queue's attributes three times. With one job per invocation (batch size 1) and 2,000 jobs
 queued, a send or a receive took 0.1-0.6 s of the one process's CPU (tests/test_load.py).
-
 Same answers, one clock read per look: the counts and the visible messages compare every
-message with one `now`, and the retention check reads the queue's retention period."""
+message with one `now`, and the retention check reads the queue's retention period.
+
+2. The moto server finds the service of every request by listing moto's package directory
+(about 150 `stat` calls a request): the list is read once (it never changes while we run)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 _PATCHED = "__jobgate_linear__"
+REPLACED: dict[str, Any] = {}  # moto's own members, by name (tests/test_motofast.py)
 
 
 def _messages(self: Any) -> list[Any]:
@@ -50,18 +55,24 @@ def _within_retention(self: Any, queue_name: str, message: Any) -> bool:
 
 
 def install() -> None:
-    """Idempotent: replace the few moto SQS members above once per process."""
+    """Idempotent: replace the few moto members above once per process."""
+    from moto import backends
     from moto.sqs.models import Queue, SQSBackend
 
     if getattr(Queue, _PATCHED, False):
         return
+    modules = tuple(backends.list_of_moto_modules())
+    REPLACED["list_of_moto_modules"] = backends.list_of_moto_modules
+    backends.list_of_moto_modules = lambda: modules
     for name, fget in (("messages", _messages),
                        ("approximate_number_of_messages", _visible),
                        ("approximate_number_of_messages_delayed", _delayed),
                        ("approximate_number_of_messages_not_visible", _not_visible)):
         if isinstance(getattr(Queue, name, None), property):
+            REPLACED[name] = getattr(Queue, name)
             setattr(Queue, name, property(fget))
     if hasattr(SQSBackend, "is_message_valid_based_on_retention_period"):
+        REPLACED["retention"] = SQSBackend.is_message_valid_based_on_retention_period
         SQSBackend.is_message_valid_based_on_retention_period = (  # type: ignore[method-assign]
             _within_retention)
     setattr(Queue, _PATCHED, True)
