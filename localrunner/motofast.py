@@ -12,10 +12,15 @@ Same answers, one clock read per look: the counts and the visible messages compa
 message with one `now`, and the retention check reads the queue's retention period.
 
 2. The moto server finds the service of every request by listing moto's package directory
-(about 150 `stat` calls a request): the list is read once (it never changes while we run)."""
+(about 150 `stat` calls a request): the list is read once (it never changes while we run).
+
+3. A DynamoDB Query on an index sorts the whole table by its key before it picks the
+index's items, which it then sorts by the index's key (ending with the table's key, so a
+total order): that first sort is skipped (over half of a listing's cost at 10,000 jobs)."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 _PATCHED = "__jobgate_linear__"
@@ -54,13 +59,42 @@ def _within_retention(self: Any, queue_name: str, message: Any) -> bool:
     return bool(retention + message.sent_timestamp / 1000 > unix_time())
 
 
+_unsorted = threading.local()  # set while this thread runs an index Query
+
+
+def _all_items(self: Any) -> list[Any]:
+    if not getattr(_unsorted, "on", False):
+        return list(REPLACED["all_items"](self))
+    if not self.range_key_attr:
+        return list(self.items.values())
+    return [item for hash_set in self.items.values() for item in hash_set.values()]
+
+
+def _query(self: Any, *args: Any, **kwargs: Any) -> Any:
+    index_name = kwargs.get("index_name", args[7] if len(args) > 7 else None)
+    if not index_name:
+        return REPLACED["query"](self, *args, **kwargs)
+    _unsorted.on = True
+    try:
+        return REPLACED["query"](self, *args, **kwargs)
+    finally:
+        _unsorted.on = False
+
+
 def install() -> None:
     """Idempotent: replace the few moto members above once per process."""
-    from moto import backends
-    from moto.sqs.models import Queue, SQSBackend
+    try:
+        from moto import backends
+        from moto.sqs.models import Queue, SQSBackend
+    except ImportError:  # no moto here: a runtime against real AWS
+        return
 
     if getattr(Queue, _PATCHED, False):
         return
+    from moto.dynamodb.models.table import Table
+
+    REPLACED["all_items"], REPLACED["query"] = Table.all_items, Table.query
+    Table.all_items, Table.query = _all_items, _query  # type: ignore[method-assign]
     modules = tuple(backends.list_of_moto_modules())
     REPLACED["list_of_moto_modules"] = backends.list_of_moto_modules
     backends.list_of_moto_modules = lambda: modules
