@@ -51,8 +51,8 @@ INDEX_PROJECTED = ("expiresAt", "service")
 # and a laptop never needs the write spread.
 LIST_SHARDS = int(os.environ.get("JOBGATE_LIST_SHARDS") or 16)
 # Index entries the first query of each shard reads at least (a page's even share when that
-# is more); a shard read again reads 1 entry, then 2, 4, ..., never more than the page still
-# needs: a page of 20 over 16 shards evaluates ~40 entries on average, 60
+# is more); a shard read again reads 1 entry, 1, then 2, 4, ..., never more than the page
+# still needs: a page of 20 over 16 shards evaluates ~40 entries on average, 60
 # items with its jobs, and a page of 100 (or one over 2 shards) takes a few queries a shard,
 # not one per job (each query is a round trip, and on moto a pass over the whole table).
 LIST_CHUNK = 2
@@ -209,7 +209,7 @@ class _ShardReader:
 
     def __init__(self, db: Any, table: str, index: str, pk: str, now: float,
                  service: str | None, after: str | None) -> None:
-        self._db, self._done, self._read, self._next = db, False, False, 1
+        self._db, self._done, self._read, self._next = db, False, False, 0.5
         self._buffer: list[str] = []
         names = {"#pk": INDEX_ATTRS[index]}
         values: dict[str, Any] = {":pk": pk, ":now": now}
@@ -230,8 +230,8 @@ class _ShardReader:
     def peek(self, need: int) -> str | None:
         """The shard's next entry; a read takes at most `need` (what the page still needs)."""
         while not self._buffer and not self._done:
-            if self._read:  # read again: 1, 2, 4, ... entries
-                limit, self._next = max(1, min(need, self._next)), 2 * self._next
+            if self._read:  # read again: 1, 1, 2, 4, ... entries
+                limit, self._next = max(1, min(need, int(self._next))), 2 * self._next
             else:
                 limit, self._read = max(LIST_CHUNK, need), True
             out = self._db.query(**self._kwargs, Limit=limit)
