@@ -56,9 +56,11 @@ def holds_place(job: Job, claimed: bool = False) -> bool:
 class QueueCapacity:
     def __init__(self, client: DynamoDBClient, table: str, clock: Callable[[], float] = time.monotonic):
         self._db, self._table, self._clock = client, table, clock
-        # DynamoDB applies each conditional write atomically; so does moto wherever we run it
-        # (localrunner/motolock.py, installed by local_runtime): no lock of ours around a
-        # write (one held across the round trip made 32 concurrent submits take turns).
+        self._lock = threading.Lock()
+        # DynamoDB applies each conditional write atomically; moto (tests, the local runner)
+        # does not across threads. One write at a time per process keeps both exact; on
+        # Lambda a container serves one request at a time anyway.
+        self._writing = threading.Lock()
         self._looks = TwoLooks(lambda: self._clock())  # the clock is replaceable in tests
 
     def _key(self, shard: int) -> dict[str, Any]:
@@ -114,7 +116,8 @@ class QueueCapacity:
         return given
 
     def _update(self, **kwargs: Any) -> None:
-        self._db.update_item(TableName=self._table, **kwargs)
+        with self._writing:
+            self._db.update_item(TableName=self._table, **kwargs)
 
     def repair(self, counted: int, queue_holds: int, limit: int) -> int:
         """Called when a submit was refused: `counted` places are taken, and the queue holds
@@ -154,6 +157,7 @@ class TenantSlots:
     def __init__(self, client: DynamoDBClient, table: str,
                  clock: Callable[[], float] = time.monotonic):
         self._db, self._table, self._clock = client, table, clock
+        self._writing = threading.Lock()  # see QueueCapacity: moto is not atomic across threads
         self._lock = threading.Lock()
         self._looks = TwoLooks(lambda: self._clock())
         self._looked: dict[str, float] = {}  # when each tenant's jobs were last counted
@@ -244,4 +248,5 @@ class TenantSlots:
         return given
 
     def _update(self, **kwargs: Any) -> None:
-        self._db.update_item(TableName=self._table, **kwargs)
+        with self._writing:
+            self._db.update_item(TableName=self._table, **kwargs)

@@ -13,7 +13,6 @@ if TYPE_CHECKING:  # the stubs are a dev dependency: nothing here is imported at
     from mypy_boto3_sqs import SQSClient
 
 _lock = threading.Lock()
-_loader: Any = None  # botocore's service models, read once per process (not once per session)
 
 
 @dataclass
@@ -25,18 +24,10 @@ class Clients:
 
 def create_clients(region: str, endpoint_url: str | None = None) -> Clients:
     import boto3
-    import botocore.session
     from botocore.config import Config
 
-    global _loader
     with _lock:
-        core = botocore.session.get_session()
-        if _loader is None:
-            _loader = core.get_component("data_loader")
-        # Each session would parse the models' JSON again (half a second for these three
-        # clients; the tests build a runtime per test): the loader's caches are shared.
-        core.register_component("data_loader", _loader)
-        session = boto3.session.Session(region_name=region, botocore_session=core)
+        session = boto3.session.Session(region_name=region)
         kw: dict[str, Any] = {"endpoint_url": endpoint_url} if endpoint_url else {}
         # The local runner shares each client between many threads: give them connections.
         retry = Config(retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=50)

@@ -53,11 +53,8 @@ INDEX_PROJECTED = ("expiresAt", "service")
 # whole table, so 16 shard queries per page made a local listing of thousands of jobs crawl,
 # and a laptop never needs the write spread.
 LIST_SHARDS = int(os.environ.get("JOBGATE_LIST_SHARDS") or 16)
-# Index entries the first query of each shard reads at least (a page's even share when that
-# is more); a shard read again reads 1 entry, 1, then 2, 4, ..., never more than the page
-# still needs: a page of 20 over 16 shards evaluates ~40 entries on average, 60
-# items with its jobs, and a page of 100 (or one over 2 shards) takes a few queries a shard,
-# not one per job (each query is a round trip, and on moto a pass over the whole table).
+# Index entries the first query of each shard reads (then one at a time, as the merge needs
+# them): a page of 20 over 16 shards evaluates ~40 entries on average, 60 items with its jobs.
 LIST_CHUNK = 2
 # A worker job's claim-index keys and lease deadline: no terminal job keeps them.
 CLAIM_ATTRS = ("claimKey", "availableAt", "claimedAt", "runDeadline")
@@ -221,12 +218,12 @@ def _desc(job_id: str) -> _Desc:
 
 
 class _ShardReader:
-    """One shard of a listing index, read newest first a few entries at a time, only as
-    far as the merge needs (the next entry of each shard decides the order)."""
+    """One shard of a listing index, read newest first LIST_CHUNK entries at a time, only
+    as far as the merge needs (the next entry of each shard decides the order)."""
 
     def __init__(self, db: Any, table: str, index: str, pk: str, now: float,
                  service: str | None, after: str | None) -> None:
-        self._db, self._done, self._read, self._next = db, False, False, 0.5
+        self._db, self._done, self._read = db, False, False
         self._buffer: list[str] = []
         names = {"#pk": INDEX_ATTRS[index]}
         values: dict[str, Any] = {":pk": pk, ":now": now}
@@ -244,14 +241,10 @@ class _ShardReader:
             values[":svc"] = service
         self._kwargs["ExpressionAttributeValues"] = serialize(values)
 
-    def peek(self, need: int) -> str | None:
-        """The shard's next entry; a read takes at most `need` (what the page still needs)."""
+    def peek(self) -> str | None:
         while not self._buffer and not self._done:
-            if self._read:  # read again: 1, 1, 2, 4, ... entries
-                limit, self._next = max(1, min(need, int(self._next))), 2 * self._next
-            else:
-                limit, self._read = max(LIST_CHUNK, need), True
-            out = self._db.query(**self._kwargs, Limit=limit)
+            out = self._db.query(**self._kwargs, Limit=1 if self._read else LIST_CHUNK)
+            self._read = True
             self._buffer = [i["gsk"]["S"] for i in reversed(out.get("Items", []))]
             if "LastEvaluatedKey" in out:
                 self._kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
@@ -305,9 +298,8 @@ class JobStore:
                                service if status else None, after)
                   for s in range(LIST_SHARDS)]
         heads: list[tuple[_Desc, int]] = []  # each shard's next entry, newest on top
-        share = -(-limit // len(shards))  # a page's even share of each shard
         for i, reader in enumerate(shards):
-            head = reader.peek(share)
+            head = reader.peek()
             if head is not None:
                 heads.append((_desc(head), i))
         heapq.heapify(heads)
@@ -319,7 +311,7 @@ class JobStore:
             while heads and len(ids) < limit - len(jobs):
                 _, i = heapq.heappop(heads)
                 ids.append(shards[i].pop())
-                head = shards[i].peek(limit - len(jobs) - len(ids))
+                head = shards[i].peek()
                 if head is not None:
                     heapq.heappush(heads, (_desc(head), i))
             last = ids[-1]

@@ -14,7 +14,6 @@ import json
 import logging
 import math
 import random
-import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -57,10 +56,6 @@ class WorkerApi:
         self.rt = rt
         self.keys, self.leases = rt.worker_keys, rt.leases
         self.clock, self.sleep = clock, time.sleep  # replaceable in tests
-        # Set when the process stops serving (the local runner's SIGTERM): no job is handed
-        # out any more, and a long poll under way answers "no job" at its next look, so the
-        # worker waiting on it can stop.
-        self.draining = threading.Event()
 
     @property
     def settings(self) -> Settings:
@@ -77,7 +72,7 @@ class WorkerApi:
         if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 <= wait <= MAX_WAIT:
             raise bad_request(f"waitSeconds must be a number 0-{MAX_WAIT}", "invalid_parameter")
         started = self.clock()
-        while not self.draining.is_set():
+        while True:
             claimed = self._claim_once(names, key)
             if claimed is not None:
                 return claimed
@@ -85,7 +80,6 @@ class WorkerApi:
             if left <= 0:
                 return None
             self.sleep(min(POLL_INTERVAL, left))
-        return None
 
     def _services(self, key: WorkerKey, raw: Any) -> list[str]:
         if raw is None:

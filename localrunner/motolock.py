@@ -29,12 +29,8 @@ def _locked(method: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def install() -> None:
-    """Idempotent: wrap moto's DynamoDB backend writes once per process (nothing to do
-    where moto is not installed: a runtime against real AWS)."""
-    try:
-        from moto.dynamodb.models import DynamoDBBackend
-    except ImportError:
-        return
+    """Idempotent: wrap moto's DynamoDB backend writes once per process."""
+    from moto.dynamodb.models import DynamoDBBackend
 
     for name in _WRITES:
         method = getattr(DynamoDBBackend, name, None)

@@ -120,12 +120,6 @@ def local_runtime(clients: Clients, prefix: str, region: str,
     from chalicelib.settings import Settings
     from chalicelib.tenants import Tenant
 
-    from . import motofast, motolock
-
-    # moto in this process (tests, bench, `make run`) writes atomically, as DynamoDB does,
-    # and its costs do not grow with the data where moto's own would (same answers)
-    motolock.install()
-    motofast.install()
     env = {} if env is None else env
     names = provision(clients, env.get("JOBGATE_TABLE") or f"{prefix}-jobs",
                       env.get("JOBGATE_BUCKET") or f"{prefix}-results", prefix, region,

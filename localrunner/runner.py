@@ -73,7 +73,6 @@ class LocalService:
         self.server: Any = None
         self.threads: list[threading.Thread] = []
         self.workers: list[subprocess.Popen[bytes]] = []
-        self.rt: Any = None
 
     def start(self) -> dict[str, str]:
         env = self.env
@@ -89,10 +88,9 @@ class LocalService:
         if not endpoint:
             from moto.server import ThreadedMotoServer
 
-            from . import motofast, motolock
+            from .motolock import install
 
-            motolock.install()
-            motofast.install()
+            install()
 
             mport = free_port()
             self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=mport, verbose=False)
@@ -119,7 +117,6 @@ class LocalService:
         tenants = [("dev", api_key, secret), *parse_tenants(env.get("JOBGATE_TENANTS", ""))]
         clients = create_clients(region, endpoint)
         rt, _ = local_runtime(clients, f"jobgate-{env['JOBGATE_STAGE']}", region, tenants, env)
-        self.rt = rt
         worker_key = env.get("JOBGATE_WORKER_KEY") or new_worker_key()
         worker_services = [s.name for s in services.all_services() if s.runs_on == "worker"]
         rt.workers.keys.add(worker_key, worker_services, label="local")
@@ -200,8 +197,6 @@ class LocalService:
         self.workers.clear()
 
     def stop(self) -> None:
-        if self.rt is not None:  # long polls end first: a worker waits for its claim under way
-            self.rt.workers.draining.set()
         self.stop_workers()
         self.stop_event.set()
         if self.server is not None:

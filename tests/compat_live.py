@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,9 +62,8 @@ def compat() -> Iterator[Compat]:
     import time
 
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "localrunner.motoserver", "-H", "127.0.0.1",
-                               "-p", str(port)], cwd=PROJECT, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                               str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -80,21 +78,14 @@ def compat() -> Iterator[Compat]:
         with live_runner(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="testing",
                          AWS_SECRET_ACCESS_KEY="testing") as runner:
             c = Compat(runner, endpoint)
-
-            def weak(tenant: str, password: str) -> None:
+            for tenant, password in (("cluster", "cluster"), ("su", "gw")):
                 c.create(tenant)
                 out = c.admin("import-key", tenant, "--key-file", "-", "--allow-weak-key",
                               stdin=password + "\n")
                 assert out.returncode == 0, out.stderr
-
-            # The tenants are independent: their `jobgate-admin` runs (a process each) overlap.
-            with ThreadPoolExecutor(4) as pool:
-                for done in [pool.submit(weak, "cluster", "cluster"), pool.submit(weak, "su", "gw"),
-                             pool.submit(c.create, "shopco", "--callback-format", "shoptet"),
-                             pool.submit(c.create, "bawco", "--callback-body", "outputs",
-                                         "--retry-schedule", "fixed"),
-                             pool.submit(c.create, "starco", "--starfish-job", "Nightly Load=echo")]:
-                    done.result()
+            c.create("shopco", "--callback-format", "shoptet")
+            c.create("bawco", "--callback-body", "outputs", "--retry-schedule", "fixed")
+            c.create("starco", "--starfish-job", "Nightly Load=echo")
             yield c
     finally:
         server.terminate()

@@ -24,10 +24,6 @@ TABLE = "jobgate-local-jobs"
 def moto_endpoint():
     from moto.server import ThreadedMotoServer
 
-    from localrunner import motofast, motolock
-
-    motolock.install()  # as the local runner's embedded moto: atomic writes
-    motofast.install()
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

@@ -223,19 +223,6 @@ def test_a_job_submitted_during_a_long_poll_is_handed_over_within_a_second(env, 
     assert claim(http, wait=21).status_code == 400
 
 
-def test_a_draining_server_ends_a_long_poll_at_its_next_look(env, http, clock):
-    """The local runner drains on SIGTERM: a claim under way answers "no job" at its next
-    look (its worker waits for it before exiting), and a job is not handed out any more."""
-    clock.on_sleep = lambda n: n == 2 and env.rt.workers.draining.set()
-    started = clock.now
-    assert claim(http, wait=20).status_code == 204
-    assert len(clock.sleeps) == 2 and clock.now - started <= 1.0
-    submit(http)
-    assert claim(http, wait=20).status_code == 204  # a job waiting is left to the queue
-    env.rt.workers.draining.clear()
-    assert claim(http).status_code == 200
-
-
 # -- failures --------------------------------------------------------------------------------
 
 def test_fail_retries_later_then_fails_for_good(env, http, clock):
